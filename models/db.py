@@ -1,0 +1,68 @@
+"""The one database handle every model binds to, and how it is opened.
+
+SQLite is the embedded default (WAL so readers never wait for the writer, a busy timeout so
+concurrent writers queue instead of failing, foreign keys on); PostgreSQL is used when
+BERTH_DATABASE_URL says postgresql://.
+"""
+import datetime
+import json
+import os
+from urllib.parse import urlparse
+
+import peewee
+from playhouse.db_url import connect
+
+database = peewee.DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "busy_timeout": 10000,
+    "foreign_keys": 1,
+    "synchronous": "normal",
+    "cache_size": -16000,
+}
+
+
+def open_database(url):
+    """Open `url` and bind the proxy to it. Returns the concrete database."""
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        path = url[len("sqlite:///"):]
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        db = peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
+    else:
+        db = connect(url.replace("postgres://", "postgresql://", 1))
+    database.initialize(db)
+    return db
+
+
+def is_postgres():
+    return isinstance(database.obj, peewee.PostgresqlDatabase)
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def iso(value):
+    """ISO-8601 UTC string as the Cloudron API emits it (None stays None)."""
+    if value is None:
+        return None
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+class JSONField(peewee.TextField):
+    """JSON stored as text, so the same column works on SQLite and PostgreSQL."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False

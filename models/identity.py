@@ -1,0 +1,44 @@
+"""Users, groups and group membership."""
+import peewee
+
+from .db import BaseModel, utcnow
+
+ROLES = ("owner", "admin", "mailmanager", "usermanager", "user")
+# Higher index = fewer rights; a role may manage roles below it.
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+
+
+class User(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=64)
+    username = peewee.CharField(max_length=199, null=True, unique=True)
+    email = peewee.CharField(max_length=254, unique=True)
+    fallback_email = peewee.CharField(max_length=254, default="")
+    display_name = peewee.CharField(max_length=512, default="")
+    password_hash = peewee.CharField(max_length=256, null=True)
+    role = peewee.CharField(max_length=32, default="user", index=True)
+    active = peewee.BooleanField(default=True)
+    source = peewee.CharField(max_length=16, default="")
+    invite_token_hash = peewee.CharField(max_length=128, null=True)
+    has_avatar = peewee.BooleanField(default=False)
+    creation_time = peewee.DateTimeField(default=utcnow)
+    last_login_time = peewee.DateTimeField(null=True)
+
+    @property
+    def is_admin(self):
+        return self.role in ("owner", "admin")
+
+
+class Group(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=64)
+    name = peewee.CharField(max_length=200, unique=True)
+    source = peewee.CharField(max_length=16, default="")
+    creation_time = peewee.DateTimeField(default=utcnow)
+
+
+class GroupMember(BaseModel):
+    group = peewee.ForeignKeyField(Group, on_delete="CASCADE", backref="memberships")
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="memberships")
+
+    class Meta:
+        primary_key = peewee.CompositeKey("group", "user")
+        indexes = ((("user", "group"), False),)

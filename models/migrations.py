@@ -1,0 +1,51 @@
+"""Versioned schema migrations, applied in order at start-up.
+
+Each migration is a function taking the database; its number is its position in MIGRATIONS
+plus one. Applied numbers are recorded in `schema_version`, so a migration runs once per
+database even when several Berth processes start together (the run holds a lock).
+"""
+import peewee
+
+from .credentials import AppPassword, LoginFailure, Token
+from .db import database, is_postgres
+from .eventlog import Event
+from .identity import Group, GroupMember, User
+from .settings import Setting
+
+
+class SchemaVersion(peewee.Model):
+    version = peewee.IntegerField(primary_key=True)
+
+    class Meta:
+        database = database
+        table_name = "schema_version"
+
+
+def _initial(db):
+    db.create_tables([User, Group, GroupMember, Token, AppPassword, LoginFailure, Event, Setting])
+
+
+MIGRATIONS = [_initial]
+
+
+def current_version():
+    if not SchemaVersion.table_exists():
+        return 0
+    return SchemaVersion.select(peewee.fn.MAX(SchemaVersion.version)).scalar() or 0
+
+
+def migrate():
+    """Apply pending migrations; returns the list of versions applied."""
+    db = database.obj
+    applied = []
+    with db.atomic("IMMEDIATE") if not is_postgres() else db.atomic():
+        if is_postgres():
+            db.execute_sql("SELECT pg_advisory_xact_lock(4242001)")
+        db.create_tables([SchemaVersion])
+        done = current_version()
+        for number, step in enumerate(MIGRATIONS, start=1):
+            if number > done:
+                step(db)
+                SchemaVersion.create(version=number)
+                applied.append(number)
+    return applied

@@ -1,0 +1,52 @@
+"""How Berth reads JSON request bodies before Connexion validates them against the spec.
+
+Liberal in what it accepts, as Cloudron clients expect: an empty body means `{}`, and a
+top-level field sent as null is treated as absent unless the spec marks it `x-nullable`.
+Validation errors name the field: `username: 'a b' does not match '^[a-zA-Z0-9.-]+$'`.
+"""
+import json
+
+from connexion.exceptions import BadRequestProblem
+from connexion.validators import JSONRequestBodyValidator
+from jsonschema import ValidationError
+from starlette.datastructures import Headers
+
+
+def field_message(error):
+    """`<field>: <reason>` for a jsonschema ValidationError."""
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        field = f"{path}.{missing}" if path else missing
+        return f"{field}: is required"
+    return f"{path}: {error.message}" if path else error.message
+
+
+class LiberalJSONBodyValidator(JSONRequestBodyValidator):
+    MUTABLE_VALIDATION = True  # pass the cleaned body (not the raw bytes) on to the handler
+
+    async def wrap_receive(self, receive, *, scope):
+        if not int(Headers(scope=scope).get("content-length", 0) or 0):
+            receive, scope = self._insert_body(receive, body={}, scope=scope)
+        return await super().wrap_receive(receive, scope=scope)
+
+    async def _parse(self, stream, scope):
+        raw = b"".join([chunk async for chunk in stream]).decode(self._encoding)
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise BadRequestProblem(detail=f"Failed to parse body: {e}") from None
+        if isinstance(body, dict):
+            props = (self._schema or {}).get("properties") or {}
+            body = {k: v for k, v in body.items()
+                    if v is not None or (props.get(k) or {}).get("x-nullable")}
+        return body
+
+    def _validate(self, body):
+        try:
+            self._validator.validate(body)
+        except ValidationError as error:
+            raise BadRequestProblem(detail=field_message(error)) from None
+        return body

@@ -1,0 +1,105 @@
+"""Builds the Berth application: configuration, database, the Connexion API from openapi.yaml,
+and the one error format (`{"status", "message"}`) for every failure."""
+import json
+import logging
+import os
+
+import connexion
+import flask
+import yaml
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionResponse
+from connexion.options import SwaggerUIOptions
+from connexion.resolver import Resolver
+from connexion.validators import VALIDATOR_MAP
+from connexion.datastructures import MediaTypeDict
+
+import auth
+import config
+import handlers
+from errors import ApiError, body, reason
+from models import migrations, open_database
+from request_body import LiberalJSONBodyValidator
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+SPEC_PATH = os.path.join(ROOT, "openapi.yaml")
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+log = logging.getLogger("berth")
+
+
+def load_spec():
+    with open(SPEC_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def operations(spec):
+    """Yield (operationId, METHOD, path, operation dict) for every operation of the spec."""
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if method in METHODS:
+                yield op["operationId"], method.upper(), path, op
+
+
+def _json(status, message, headers=None):
+    return ConnexionResponse(status_code=status, mimetype="application/json",
+                             body=json.dumps(body(status, message)), headers=headers or {})
+
+
+def _problem_handler(request, exc):
+    return _json(exc.status, exc.detail or exc.title or reason(exc.status), dict(exc.headers or {}))
+
+
+def _api_error_handler(request, exc):
+    return _json(exc.status, exc.message, exc.headers)
+
+
+def _http_handler(request, exc):
+    status = getattr(exc, "status_code", 500)
+    message = {404: f"No such route: {request.method} {request.url.path}",
+               405: f"Method {request.method} is not allowed on {request.url.path}"}.get(
+        status, getattr(exc, "detail", None) or reason(status))
+    return _json(status, message, dict(getattr(exc, "headers", None) or {}))
+
+
+def _crash_handler(request, exc):
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _json(500, "Internal error")
+
+
+def _flask_api_error(exc):
+    return flask.Response(json.dumps(body(exc.status, exc.message)), exc.status,
+                          {**exc.headers, "Content-Type": "application/json"})
+
+
+def create_app(cfg=None):
+    cfg = cfg or config.load()
+    config.use(cfg)
+    os.makedirs(cfg.data_dir, exist_ok=True)
+    open_database(cfg.database_url)
+    migrations.migrate()
+
+    spec = load_spec()
+    handlers.ROUTES.clear()
+    roles = {}
+    for op_id, method, path, op in operations(spec):
+        handlers.ROUTES[op_id] = f"{method} {spec['basePath']}{path}"
+        declared = op.get("x-roles") or []
+        roles[op_id] = (None if declared == ["public"] else frozenset(declared), method)
+    auth.configure(roles, cfg.rate_limit)
+
+    validators = dict(VALIDATOR_MAP)
+    validators["body"] = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": LiberalJSONBodyValidator})
+    app = connexion.FlaskApp(__name__, specification_dir=ROOT)
+    app.add_api(
+        spec, resolver=Resolver(), pythonic_params=True, validator_map=validators,
+        swagger_ui_options=SwaggerUIOptions(swagger_ui=True, swagger_ui_path="/ui"),
+    )
+    app.add_error_handler(ApiError, _api_error_handler)
+    app.add_error_handler(ProblemException, _problem_handler)
+    for status in (404, 405):
+        app.add_error_handler(status, _http_handler)
+    app.add_error_handler(Exception, _crash_handler)
+    app.app.register_error_handler(ApiError, _flask_api_error)
+    app.app.json.sort_keys = False
+    app.config = cfg
+    return app
