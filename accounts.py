@@ -89,14 +89,15 @@ def get_user(user_id):
     return user
 
 
-def group_ids_of(users):
-    """{user id: [group ids]} for the given users, in one query."""
-    ids = [u.id for u in users]
-    result = {i: [] for i in ids}
-    if ids:
-        for m in GroupMember.select(GroupMember.user, GroupMember.group).where(GroupMember.user.in_(ids)):
-            result[m.user_id].append(m.group_id)
-    return result
+def with_group_ids(users):
+    """Set `group_ids` on each user (one query for all of them); returns the users."""
+    by_id = {u.id: u for u in users}
+    for u in users:
+        u.group_ids = []
+    if by_id:
+        for m in GroupMember.select(GroupMember.user, GroupMember.group).where(GroupMember.user.in_(list(by_id))):
+            by_id[m.user_id].group_ids.append(m.group_id)
+    return users
 
 
 def list_users(page, per_page, search=None):
@@ -106,7 +107,7 @@ def list_users(page, per_page, search=None):
         query = query.where(User.username.contains(term) | User.email.contains(term)
                             | User.display_name.contains(search))
     order = peewee.Case(None, [(User.username.is_null(), 1)], 0)
-    return list(query.order_by(order, User.username, User.email).paginate(page, per_page))
+    return with_group_ids(list(query.order_by(order, User.username, User.email).paginate(page, per_page)))
 
 
 def create_user(actor, fields, role=None):
@@ -297,17 +298,19 @@ def get_group(group_id):
     return group
 
 
-def member_ids_of(groups):
-    ids = [g.id for g in groups]
-    result = {i: [] for i in ids}
-    if ids:
-        for m in GroupMember.select(GroupMember.user, GroupMember.group).where(GroupMember.group.in_(ids)):
-            result[m.group_id].append(m.user_id)
-    return result
+def with_member_ids(groups):
+    """Set `user_ids` on each group (one query for all of them); returns the groups."""
+    by_id = {g.id: g for g in groups}
+    for g in groups:
+        g.user_ids = []
+    if by_id:
+        for m in GroupMember.select(GroupMember.user, GroupMember.group).where(GroupMember.group.in_(list(by_id))):
+            by_id[m.group_id].user_ids.append(m.user_id)
+    return groups
 
 
 def list_groups():
-    return list(Group.select().order_by(Group.name))
+    return with_member_ids(list(Group.select().order_by(Group.name)))
 
 
 def create_group(actor, name):

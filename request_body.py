@@ -7,7 +7,8 @@ Validation errors name the field: `username: 'a b' does not match '^[a-zA-Z0-9.-
 import json
 
 from connexion.exceptions import BadRequestProblem
-from connexion.validators import JSONRequestBodyValidator
+from connexion.validators import JSONRequestBodyValidator, ParameterValidator
+from jsonschema import Draft4Validator
 from jsonschema import ValidationError
 from starlette.datastructures import Headers
 
@@ -50,3 +51,18 @@ class LiberalJSONBodyValidator(JSONRequestBodyValidator):
         except ValidationError as error:
             raise BadRequestProblem(detail=field_message(error)) from None
         return body
+
+
+class NamedParameterValidator(ParameterValidator):
+    """Query/path/header errors as `<name>: <reason>` (Connexion's default dumps the schema)."""
+
+    @staticmethod
+    def validate_parameter(parameter_type, value, param, param_name=None):
+        if value is None:
+            if param.get("required"):
+                return f"{param['name']}: {parameter_type} parameter is required"
+            return None
+        schema = param.get("schema", param)
+        error = next(iter(Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
+                          .iter_errors(value)), None)
+        return f"{param['name']}: {error.message}" if error else None

@@ -19,7 +19,7 @@ import config
 import handlers
 from errors import ApiError, body, reason
 from models import migrations, open_database
-from request_body import LiberalJSONBodyValidator
+from request_body import LiberalJSONBodyValidator, NamedParameterValidator
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 SPEC_PATH = os.path.join(ROOT, "openapi.yaml")
@@ -87,7 +87,7 @@ def create_app(cfg=None):
         roles[op_id] = (None if declared == ["public"] else frozenset(declared), method)
     auth.configure(roles, cfg.rate_limit)
 
-    validators = dict(VALIDATOR_MAP)
+    validators = dict(VALIDATOR_MAP, parameter=NamedParameterValidator)
     validators["body"] = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": LiberalJSONBodyValidator})
     app = connexion.FlaskApp(__name__, specification_dir=ROOT)
     app.add_api(
@@ -101,5 +101,6 @@ def create_app(cfg=None):
     app.add_error_handler(Exception, _crash_handler)
     app.app.register_error_handler(ApiError, _flask_api_error)
     app.app.json.sort_keys = False
+    app.app.json.compact = True
     app.config = cfg
     return app

@@ -3,20 +3,66 @@ import accounts
 import audit
 import config
 import sessions
+from errors import NotFound
 from handlers import actor, client_ip, not_implemented
-from handlers.serialize import event_json
-from models import iso
+from handlers import serialize
 
 __getattr__ = not_implemented(__name__)
 
 
-def get_status():
+def _origin():
     cfg = config.get()
-    origin = f"http://{cfg.host}:{cfg.port}"
+    return f"http://{cfg.host}:{cfg.port}"
+
+
+def get_status():
     return {
-        "version": cfg.version, "apiServerOrigin": origin, "webServerOrigin": origin,
+        "version": config.get().version, "apiServerOrigin": _origin(), "webServerOrigin": _origin(),
         "provider": "generic", "cloudronName": "Berth", "footer": "", "adminFqdn": None,
         "activated": accounts.is_activated(),
         "setup": {"active": False, "message": "", "errorMessage": None},
         "restore": {"active": False, "message": "", "errorMessage": None},
     }
+
+
+def activate(body):
+    user, token, expires = sessions.activate(body, client_ip())
+    return {"userId": user.id, "token": token, "expires": expires}, 201
+
+
+def login(body):
+    token, expires = sessions.login(body.get("username"), body.get("password"), client_ip())
+    return {"token": token, "expiresAt": _iso_ms(expires)}
+
+
+def _iso_ms(ms):
+    import datetime
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def logout(token_info):
+    sessions.logout(actor(token_info), token_info["token_id"])
+    return {}
+
+
+def get_config(token_info):
+    cfg = config.get()
+    return {
+        "apiServerOrigin": _origin(), "webServerOrigin": _origin(), "adminDomain": "",
+        "adminFqdn": "", "mailFqdn": "", "version": cfg.version, "isDemo": False,
+        "provider": "generic", "cloudronName": "Berth", "footer": "", "features": {},
+        "uiSpec": {},
+    }
+
+
+def list_events(page=1, per_page=25, action=None, actions=None, search=None):
+    rows = audit.list_events(page, per_page, action=action, actions=actions, search=search)
+    return {"eventlogs": serialize.events.dump(rows, many=True)}
+
+
+def get_event(event_id):
+    event = audit.get_event(event_id)
+    if event is None:
+        raise NotFound("No such event")
+    return {"event": serialize.events.dump(event)}
