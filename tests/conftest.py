@@ -1,0 +1,71 @@
+"""Shared fixtures: real Berth servers over HTTP, on SQLite and on PostgreSQL.
+
+`berth` is parametrised over both database backends, so every API test that uses it runs
+against both. `owner` is an activated instance's owner client (one per backend per session);
+tests that need a pristine instance use `fresh_berth`.
+"""
+import itertools
+import uuid
+
+import pytest
+
+from harness import Api, BerthServer, PostgresCluster, require
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    require("PostgreSQL (Debian package postgresql: initdb, pg_ctl)", PostgresCluster.available())
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+def _database_url(request, backend):
+    if backend == "postgresql":
+        return request.getfixturevalue("postgres").new_database()
+    return None
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def berth(request):
+    server = BerthServer(database_url=_database_url(request, request.param)).start()
+    server.backend = request.param
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def fresh_berth(request):
+    """A new, not yet activated server (SQLite) for tests of first-run behaviour."""
+    server = BerthServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def owner(berth):
+    api = Api(berth.api)
+    r = api.post("/cloudron/activate", json={"username": "owner", "password": "Owner-pass-1",
+                                             "email": "owner@example.com"})
+    assert r.status_code == 201, r.text
+    return api.with_token(r.json()["token"])
+
+
+def unique(prefix="u"):
+    return f"{prefix}{next(_counter)}x{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def make_user(owner):
+    """Create a user with a role and return (user json, Api logged in as that user)."""
+    def make(role="user", password="Pass-word-1"):
+        name = unique(role[:4])
+        r = owner.post("/users", json={"username": name, "email": f"{name}@example.com",
+                                       "password": password, "role": role})
+        assert r.status_code == 201, r.text
+        login = Api(owner.base).post("/cloudron/login", json={"username": name, "password": password})
+        assert login.status_code == 200, login.text
+        return r.json(), owner.with_token(login.json()["token"])
+    return make

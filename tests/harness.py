@@ -1,0 +1,163 @@
+"""Real processes for the tests and benchmarks: a Berth server under gunicorn, and a throw-away
+PostgreSQL cluster. Everything listens on free ports of 127.0.0.1 and lives in temp dirs."""
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def require(what, found):
+    """Fail (BERTH_REQUIRE_ALL=1, as in CI) or skip when a needed component is missing."""
+    import pytest
+    if found:
+        return
+    message = f"needs {what}, which was not found on this machine"
+    if os.environ.get("BERTH_REQUIRE_ALL") == "1":
+        pytest.fail(message + " (BERTH_REQUIRE_ALL=1)", pytrace=False)
+    pytest.skip(message)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BerthServer:
+    """One Berth server process (gunicorn + uvicorn worker) with its own data dir."""
+
+    def __init__(self, database_url=None, data_dir=None, workers=1, env=None):
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="berth-test-")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api = self.url + "/api/v1"
+        self.env = dict(os.environ, BERTH_DATA_DIR=self.data_dir, BERTH_HOST="127.0.0.1",
+                        BERTH_PORT=str(self.port), BERTH_WORKERS=str(workers), **(env or {}))
+        if database_url:
+            self.env["BERTH_DATABASE_URL"] = database_url
+        self.proc = None
+        self.log_path = os.path.join(self.data_dir, "server.log")
+
+    def start(self, timeout=30):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "cli.py", "serve"], cwd=ROOT, env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"berth exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(self.api + "/cloudron/status", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"berth did not answer within {timeout}s:\n{self.log()}")
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()[-5000:]
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def kill(self):
+        self.stop(signal.SIGKILL)
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def pg_bin(name):
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else None
+
+
+class PostgresCluster:
+    """A private PostgreSQL cluster (initdb in a temp dir, trust auth on 127.0.0.1)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="berth-pg-")
+        self._count = 0
+
+    @staticmethod
+    def available():
+        return pg_bin("initdb") is not None
+
+    def _as_postgres(self, *argv):
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            argv = ("runuser", "-u", "postgres", "--") + argv
+        return subprocess.run(argv, check=True, capture_output=True, text=True)
+
+    def start(self):
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        data = os.path.join(self.dir, "data")
+        self._as_postgres(pg_bin("initdb"), "-D", data, "--auth=trust", "-U", "postgres",
+                          "--no-sync", "-E", "UTF8")
+        self._as_postgres(pg_bin("pg_ctl"), "-D", data, "-w", "-l", os.path.join(self.dir, "log"),
+                          "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                                "-c fsync=off -c synchronous_commit=off", "start")
+        return self
+
+    def new_database(self):
+        self._count += 1
+        name = f"berth_{self._count}"
+        self._as_postgres("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                          "-c", f"CREATE DATABASE {name}")
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self):
+        try:
+            self._as_postgres(pg_bin("pg_ctl"), "-D", os.path.join(self.dir, "data"), "-m", "immediate", "stop")
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Api:
+    """A tiny client: `api.get("/users")` with the token attached; returns requests.Response."""
+
+    def __init__(self, base, token=None):
+        self.base = base
+        self.token = token
+        self.session = requests.Session()
+
+    def with_token(self, token):
+        return Api(self.base, token)
+
+    def request(self, method, path, **kw):
+        headers = kw.pop("headers", {})
+        if self.token and "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return self.session.request(method, self.base + path, headers=headers, timeout=30, **kw)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, json=None, **kw):
+        return self.request("POST", path, json=json, **kw)
+
+    def put(self, path, json=None, **kw):
+        return self.request("PUT", path, json=json, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
