@@ -10,7 +10,7 @@ import threading
 import time
 
 from errors import Forbidden, TooManyRequests, Unauthorized
-from models import Token, User
+from models import Token, User, utcnow
 
 # operationId -> (frozenset of roles, HTTP method); filled by server.create_app from the spec.
 OPERATION_ROLES = {}
@@ -66,8 +66,16 @@ def authorize(token, request):
     if method not in ("GET", "HEAD") and (row.scope or {}).get("*") == "r":
         raise Forbidden("This token is read-only")
     _charge(row.id)
+    _touch(row)
     return {"sub": user.id, "token_id": row.id, "role": user.role, "username": user.username,
             "scope": row.scope, "client_id": row.client_id}
+
+
+def _touch(row):
+    """Record when a token was last used, at most once a minute (a write per request would cost)."""
+    now = utcnow()
+    if row.last_used_time is None or (now - row.last_used_time).total_seconds() > 60:
+        Token.update(last_used_time=now).where(Token.id == row.id).execute()
 
 
 def _operation_of(request):
