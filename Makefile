@@ -5,12 +5,9 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip
 export BERTH_DATA_DIR ?= $(CURDIR)/data
 
-# Debian packages the test suite drives for real: command -> package.
-TEST_SYSTEM_PACKAGES := chromium chromium-driver postgresql
+.PHONY: run test venv system-run system-test api-coverage bench clean
 
-.PHONY: run test venv system-test api-coverage bench clean
-
-run: .venv/.installed
+run: .venv/.installed system-run
 	$(PY) cli.py serve
 
 test: .venv/.installed-test system-test
@@ -33,16 +30,14 @@ venv: .venv/.installed
 	$(PIP) install -q --disable-pip-version-check -e '.[test]'
 	touch $@
 
-# Install the Debian packages the tests need, once (apt-get update first, as on a fresh machine).
+# Debian packages (Docker engine, nginx; for tests also Chromium, PostgreSQL, busybox-static),
+# installed only when missing; the server needs a Docker engine, so `make run` starts one.
+system-run:
+	@scripts/system.sh packages run
+	@scripts/system.sh dockerd-start >/dev/null
+
 system-test:
-	@missing=""; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@scripts/system.sh packages test
 
 clean:
 	rm -rf .venv data .pytest_cache

@@ -4,7 +4,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export BERTH_REQUIRE_ALL="${BERTH_REQUIRE_ALL:-1}"
+# Start a Docker engine if none answers, and stop it again afterwards (only if we started it).
+started=$(scripts/system.sh dockerd-start || true)
 .venv/bin/python -m pytest "$@"
 status=$?
+[ "$started" = started ] && scripts/system.sh dockerd-stop
 .venv/bin/python cli.py api-coverage | tail -1
 exit $status

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# System components Berth drives for real. Idempotent and quick when everything is in place.
+#   scripts/system.sh packages run|test   install the Debian packages that are missing (apt-get update first)
+#   scripts/system.sh dockerd-start       start dockerd if no engine answers; prints "started" if it did
+#   scripts/system.sh dockerd-stop        stop the dockerd this script started
+set -euo pipefail
+
+RUN_NEEDS=(dockerd:docker.io nginx:nginx-light)
+TEST_NEEDS=(chromium:chromium chromedriver:chromium-driver curl:curl /bin/busybox:busybox-static
+            /usr/lib/postgresql/*/bin/initdb:postgresql)
+PIDFILE=/run/berth-dockerd.pid
+
+have() { case "$1" in /*) compgen -G "$1" >/dev/null ;; *) command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] ;; esac; }
+
+packages() {
+  local needs=("${RUN_NEEDS[@]}") missing=()
+  [ "${1:-run}" = test ] && needs+=("${TEST_NEEDS[@]}")
+  for item in "${needs[@]}"; do
+    have "${item%%:*}" || missing+=("${item##*:}")
+  done
+  # busybox must be the static build: test images are FROM scratch
+  if [ "${1:-run}" = test ] && [ -x /bin/busybox ] && ldd /bin/busybox >/dev/null 2>&1; then
+    missing+=(busybox-static)
+  fi
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+engine_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+dockerd_start() {
+  engine_answers && return 0
+  local dockerd; dockerd=$(command -v dockerd || echo /usr/sbin/dockerd)
+  nohup "$dockerd" >/var/log/berth-dockerd.log 2>&1 &
+  echo $! > "$PIDFILE"
+  for _ in $(seq 1 60); do engine_answers && { echo started; return 0; }; sleep 0.5; done
+  echo "dockerd did not start; see /var/log/berth-dockerd.log" >&2
+  return 1
+}
+
+dockerd_stop() {
+  [ -f "$PIDFILE" ] || return 0
+  kill "$(cat "$PIDFILE")" 2>/dev/null || true
+  for _ in $(seq 1 40); do kill -0 "$(cat "$PIDFILE")" 2>/dev/null || break; sleep 0.25; done
+  rm -f "$PIDFILE"
+}
+
+case "${1:-}" in
+  packages) packages "${2:-run}" ;;
+  dockerd-start) dockerd_start ;;
+  dockerd-stop) dockerd_stop ;;
+  *) echo "usage: $0 packages run|test | dockerd-start | dockerd-stop" >&2; exit 2 ;;
+esac
