@@ -7,7 +7,7 @@ set -euo pipefail
 
 RUN_NEEDS=(dockerd:docker.io nginx:nginx-light)
 TEST_NEEDS=(chromium:chromium chromedriver:chromium-driver curl:curl /bin/busybox:busybox-static
-            /usr/lib/postgresql/*/bin/initdb:postgresql)
+            /usr/lib/postgresql/*/bin/initdb:postgresql docker-registry:docker-registry)
 PIDFILE=/run/berth-dockerd.pid
 
 have() { case "$1" in /*) compgen -G "$1" >/dev/null ;; *) command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] ;; esac; }
