@@ -20,6 +20,7 @@ class Config:
     database_url: str
     proxy_http_port: int
     proxy_https_port: int
+    proxy_listen: str        # address the managed nginx binds ("" = every interface)
     docker_host: str
     rate_limit: int          # API requests per minute per token (0 = unlimited)
     token_ttl_secs: int      # lifetime of login/activation session tokens
@@ -74,6 +75,7 @@ def load(env=None):
         database_url=_database_url(env, data_dir),
         proxy_http_port=_port(env, "BERTH_PROXY_HTTP_PORT", 80),
         proxy_https_port=_port(env, "BERTH_PROXY_HTTPS_PORT", 443),
+        proxy_listen=env.get("BERTH_PROXY_LISTEN", "").strip(),
         docker_host=env.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
         rate_limit=_int(env, "BERTH_RATE_LIMIT", 1200),
         token_ttl_secs=_int(env, "BERTH_TOKEN_TTL", 7 * 24 * 3600, minimum=60),
