@@ -19,7 +19,7 @@ def _migrate(cfg):
 
 def _serve(cfg, workers):
     argv = ["gunicorn", "-k", WORKER_CLASS, "-w", str(workers), "-b", f"{cfg.host}:{cfg.port}",
-            "--graceful-timeout", "10", "--access-logfile", "-", "wsgi:app"]
+            "--graceful-timeout", "10", "--no-control-socket", "--access-logfile", "-", "wsgi:app"]
     os.chdir(os.path.dirname(os.path.abspath(__file__)))
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
     os.execv(gunicorn, argv)

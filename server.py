@@ -14,12 +14,15 @@ from connexion.resolver import Resolver
 from connexion.validators import VALIDATOR_MAP
 from connexion.datastructures import MediaTypeDict
 
+import app_health
 import auth
 import config
 import handlers
+import logstream
 from errors import ApiError, body, reason
 from models import migrations, open_database
 from request_body import LiberalJSONBodyValidator, NamedParameterValidator
+from tasks.lifecycle import lifespan as task_engine
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 SPEC_PATH = os.path.join(ROOT, "openapi.yaml")
@@ -77,6 +80,7 @@ def create_app(cfg=None):
     os.makedirs(cfg.data_dir, exist_ok=True)
     open_database(cfg.database_url)
     migrations.migrate()
+    app_health.register()  # recurring health check and reconciliation of apps
 
     spec = load_spec()
     handlers.ROUTES.clear()
@@ -89,7 +93,10 @@ def create_app(cfg=None):
 
     validators = dict(VALIDATOR_MAP, parameter=NamedParameterValidator)
     validators["body"] = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": LiberalJSONBodyValidator})
-    app = connexion.FlaskApp(__name__, specification_dir=ROOT)
+    # The task runner and scheduler live as long as each serving worker (ASGI lifespan).
+    app = connexion.FlaskApp(__name__, specification_dir=ROOT, lifespan=task_engine)
+    # Log streams are answered on the event loop after routing, auth and validation, not by Flask.
+    app.add_middleware(logstream.StreamMiddleware)
     app.add_api(
         spec, resolver=Resolver(), pythonic_params=True, validator_map=validators,
         swagger_ui_options=SwaggerUIOptions(swagger_ui=True, swagger_ui_path="/ui"),

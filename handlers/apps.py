@@ -1,4 +1,118 @@
-"""apps tag of openapi.yaml."""
-from handlers import not_implemented
+"""Apps tag: install apps and drive their lifecycle (the work runs as app tasks)."""
+import flask
+
+import accounts
+import app_logs
+import apps
+import logstream
+from handlers import actor, not_implemented
+from handlers.app_schemas import full, restricted
 
 __getattr__ = not_implemented(__name__)
+
+
+def _dump(app, schema=full):
+    app.fqdn = apps.fqdn(app)
+    return schema.dump(app)
+
+
+def _task(task_id):
+    return {"taskId": str(task_id)}, 202
+
+
+def install_app(body, token_info):
+    app_id, task_id = apps.install(actor(token_info), body)
+    return {"id": app_id, "taskId": str(task_id)}, 202
+
+
+def list_apps(token_info):
+    role = token_info["role"]
+    if role in ("owner", "admin"):
+        return {"apps": [_dump(a) for a in apps.list_apps()]}
+    me = accounts.with_group_ids([accounts.get_user(token_info["sub"])])[0]
+    visible = [a for a in apps.list_apps() if apps.may_access(a, me.id, role, me.group_ids)]
+    return {"apps": [_dump(a, restricted) for a in visible]}
+
+
+def get_app(appid):
+    return _dump(apps.get_app(appid))
+
+
+def uninstall_app(appid, token_info):
+    return _task(apps.uninstall(actor(token_info), appid))
+
+
+def start_app(appid, token_info):
+    return _task(apps.start(actor(token_info), appid))
+
+
+def stop_app(appid, token_info):
+    return _task(apps.stop(actor(token_info), appid))
+
+
+def restart_app(appid, token_info):
+    return _task(apps.restart(actor(token_info), appid))
+
+
+def repair_app(appid, body, token_info):
+    return _task(apps.repair(actor(token_info), appid, body))
+
+
+def update_app(appid, body, token_info):
+    return _task(apps.update(actor(token_info), appid, body))
+
+
+def set_env(appid, body, token_info):
+    return _task(apps.configure(actor(token_info), appid, env=body["env"]))
+
+
+def set_memory_limit(appid, body, token_info):
+    return _task(apps.configure(actor(token_info), appid, memoryLimit=body["memoryLimit"]))
+
+
+def set_debug_mode(appid, body, token_info):
+    return _task(apps.configure(actor(token_info), appid, debugMode=body.get("debugMode")))
+
+
+def set_location(appid, body, token_info):
+    changes = {k: body[k] for k in ("location", "domain", "portBindings", "alternateDomains") if k in body}
+    return _task(apps.configure(actor(token_info), appid, **changes))
+
+
+def set_label(appid, body, token_info):
+    apps.set_fields(actor(token_info), appid, label=body["label"].strip())
+    return {}
+
+
+def set_tags(appid, body, token_info):
+    apps.set_fields(actor(token_info), appid, tags=body["tags"])
+    return {}
+
+
+def set_access_restriction(appid, body, token_info):
+    apps.set_fields(actor(token_info), appid, access_restriction=body.get("accessRestriction"))
+    return {}
+
+
+def set_automatic_backup(appid, body, token_info):
+    apps.set_fields(actor(token_info), appid, enable_backup=body["enable"])
+    return {}
+
+
+def set_automatic_update(appid, body, token_info):
+    apps.set_fields(actor(token_info), appid, enable_automatic_update=body["enable"])
+    return {}
+
+
+def get_logs(appid, lines=10, format_="json"):
+    apps.get_app(appid)
+    return flask.Response(app_logs.download(appid, lines, format_), mimetype="application/x-logs",
+                          headers={"Content-Disposition": 'attachment; filename="log.txt"'})
+
+
+@logstream.operation
+async def stream_logs(appid, lines=10, last_event_id=None, **_):
+    # Served on the event loop by logstream.StreamMiddleware, never through Flask.
+    import asyncio
+    await asyncio.to_thread(apps.get_app, appid)
+    return await app_logs.follow(appid, lines, last_event_id)

@@ -6,11 +6,14 @@ database even when several Berth processes start together (the run holds a lock)
 """
 import peewee
 
+from .apps import App
 from .credentials import AppPassword, LoginFailure, Token
 from .db import database, is_postgres
+from .domains import Domain
 from .eventlog import Event
 from .identity import Group, GroupMember, User
 from .settings import Setting
+from .tasks import Schedule, ScheduleRun, Task, TaskRunner
 
 
 class SchemaVersion(peewee.Model):
@@ -25,7 +28,19 @@ def _initial(db):
     db.create_tables([User, Group, GroupMember, Token, AppPassword, LoginFailure, Event, Setting])
 
 
-MIGRATIONS = [_initial]
+def _domains(db):
+    db.create_tables([Domain])
+
+
+def _tasks(db):
+    db.create_tables([Task, TaskRunner, Schedule, ScheduleRun])
+
+
+def _apps(db):
+    db.create_tables([App])
+
+
+MIGRATIONS = [_initial, _domains, _tasks, _apps]
 
 
 def current_version():

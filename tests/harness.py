@@ -161,3 +161,74 @@ class Api:
 
     def delete(self, path, **kw):
         return self.request("DELETE", path, **kw)
+
+
+# ---- apps: servers with a managed nginx, and cleaning up after them ---------------------------
+
+def proxy_env(env=None):
+    """Environment for a server whose managed nginx listens on free 127.0.0.1 ports; the ports
+    are in BERTH_PROXY_HTTP_PORT / BERTH_PROXY_HTTPS_PORT of the result."""
+    return {"BERTH_PROXY_HTTP_PORT": str(free_port()), "BERTH_PROXY_HTTPS_PORT": str(free_port()),
+            "BERTH_PROXY_LISTEN": "127.0.0.1", **(env or {})}
+
+
+def stop_proxy(data_dir, timeout=10):
+    """Stop the nginx a server started under <data_dir>/nginx (it outlives Berth by design).
+    Only a process that is that nginx's master (its command line names our nginx.conf) is
+    signalled: SIGQUIT (graceful), then SIGKILL for the master and its workers after `timeout`."""
+    root = os.path.join(data_dir, "nginx")
+    conf = os.path.join(root, "nginx.conf")
+    try:
+        with open(os.path.join(root, "nginx.pid")) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, ValueError):
+        return False
+    if "nginx: master process" not in cmdline or conf not in cmdline:
+        return False
+    workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == pid]
+    os.kill(pid, signal.SIGQUIT)
+    deadline = time.time() + timeout
+    while time.time() < deadline and _running(pid):
+        time.sleep(0.05)
+    for p in [pid] + workers:
+        if _running(p):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return True
+
+
+def _stat(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None, None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[0], int(fields[1])
+
+
+def _ppid(pid):
+    return _stat(pid)[1]
+
+
+def _running(pid):
+    return _stat(pid)[0] not in (None, "Z", "X")
+
+
+def remove_app_containers(app_ids):
+    """Remove the containers of these apps (label berth.app-id), whatever state they are in."""
+    import docker
+    client = docker.from_env()
+    removed = 0
+    for app_id in set(app_ids):
+        for container in client.containers.list(all=True, filters={"label": f"berth.app-id={app_id}"}):
+            try:
+                container.remove(force=True, v=True)
+                removed += 1
+            except docker.errors.NotFound:
+                pass
+    return removed

@@ -1,0 +1,199 @@
+"""App task bodies: they run in a task process (tasks.child) and do the Docker and nginx work.
+
+Every body goes through `_run`, which marks the app as busy with this task, and records the
+outcome on the app: `installed` on success, `error` (with the message, the state that failed
+and the task id, for repair) on any failure or stop. A process killed outright (SIGKILL,
+server crash, timeout) cannot write that; app_health.reconcile_states does it afterwards.
+"""
+import contextlib
+import os
+
+import apps
+import config
+import containers
+import domains
+import manifests
+import reverse_proxy
+from models import database, utcnow
+from models.apps import App
+
+
+def _origin():
+    cfg = config.get()
+    return f"http://{cfg.host}:{cfg.port}"
+
+
+def _app_origin(host):
+    # Where browsers reach the app: nginx serves HTTPS on BERTH_PROXY_HTTPS_PORT, so a port other
+    # than 443 belongs in the origin, or every absolute link the app builds from it is broken.
+    port = config.get().proxy_https_port
+    return f"https://{host}" + ("" if port == 443 else f":{port}")
+
+
+def environment(app):
+    """The CLOUDRON_* environment an app expects, plus its port bindings and custom env."""
+    host = apps.fqdn(app)
+    env = {
+        "CLOUDRON": "1",
+        "CLOUDRON_APP_ID": app.id,
+        "CLOUDRON_APP_ORIGIN": _app_origin(host),
+        "CLOUDRON_APP_DOMAIN": host,
+        "CLOUDRON_API_ORIGIN": _origin(),
+        "CLOUDRON_WEBADMIN_ORIGIN": _origin(),
+        "CLOUDRON_PROXY_IP": "127.0.0.1",
+    }
+    env.update({name: str(port) for name, port in (app.port_bindings or {}).items()})
+    env.update(app.env or {})
+    return env
+
+
+def vhost_spec(app, state="running"):
+    return {
+        "app_id": app.id, "fqdn": apps.fqdn(app),
+        "upstream_port": app.host_port if state == "running" else None,
+        "aliases": [domains.fqdn(d.get("subdomain", ""), d["domain"]) for d in app.alternate_domains or []],
+        "redirects": [domains.fqdn(d.get("subdomain", ""), d["domain"]) for d in app.redirect_domains or []],
+        "state": state,
+    }
+
+
+def _set(app_id, **fields):
+    App.update(**fields, ts=utcnow()).where(App.id == app_id).execute()
+
+
+@contextlib.contextmanager
+def _run(task, app_id, state):
+    app = apps.get_app(app_id)
+    _set(app_id, installation_state=state, task_id=task.id, error=None)
+    try:
+        yield App.get_by_id(app_id)
+    except BaseException as e:  # noqa: B902 - a stop (TaskStopped) must mark the app too
+        message = str(e) or f"{type(e).__name__}: task stopped"
+        _set(app_id, installation_state="error", task_id=None,
+             error={"message": message, "reason": type(e).__name__, "taskId": str(task.id),
+                    "installationState": state})
+        raise
+    latest = App.get_or_none(App.id == app_id)
+    if latest is not None and latest.task_id in (task.id, None):
+        # Only the newest task decides the resting state; a queued one will set its own.
+        _set(app_id, installation_state="installed", task_id=None, error=None)
+    elif latest is not None and latest.installation_state == "error":
+        _set(app_id, error=None)
+    del app
+
+
+def _create_container(task, app, percent=40):
+    manifest = app.manifest
+    task.progress(percent, f"Getting image {manifest['dockerImage']}")
+    containers.ensure_image(manifest["dockerImage"], log=task.log)
+    task.progress(percent + 20, "Creating container")
+    ports = {}
+    for env_name, (container_port, proto) in manifests.declared_ports(manifest).items():
+        if env_name in (app.port_bindings or {}):
+            ports.setdefault(proto, {})[container_port] = app.port_bindings[env_name]
+    created = containers.create_and_start(
+        app.id, manifest["dockerImage"], env=environment(app),
+        memory_limit=app.memory_limit or manifest.get("memoryLimit") or None,
+        data_dir=apps.data_dir(app.id), http_port=manifest["httpPort"], host_port=app.host_port,
+        tcp_ports=ports.get("tcp"), udp_ports=ports.get("udp"))
+    _set(app.id, container_id=created["id"], host_port=created["host_port"], run_state="running")
+    app.host_port = created["host_port"]
+    return app
+
+
+def _wait_healthy(task, app, percent=80):
+    task.progress(percent, f"Waiting for {app.manifest['healthCheckPath']} to answer")
+    containers.wait_healthy(app.host_port, app.manifest["healthCheckPath"], timeout=120,
+                            log=task.log, app_id=app.id)
+    _set(app.id, health="healthy", health_changed_at=utcnow())
+
+
+def _proxy(task, app, state="running", percent=95):
+    task.progress(percent, f"Configuring reverse proxy for {apps.fqdn(app)}")
+    reverse_proxy.write_app_vhost(**vhost_spec(app, state))
+
+
+def _bring_up(task, app):
+    """Data folder, image, container, health, vhost: the whole of an install, idempotent."""
+    task.progress(10, "Creating data folder")
+    os.makedirs(apps.data_dir(app.id), exist_ok=True)
+    _proxy(task, app, "installing", percent=20)
+    app = _create_container(task, app)
+    _wait_healthy(task, app)
+    _proxy(task, app)
+    task.progress(100, "Installed")
+
+
+def install(task, app_id, **_):
+    with _run(task, app_id, "pending_install") as app:
+        _bring_up(task, app)
+
+
+def configure(task, app_id, **_):
+    """Re-create the container from the stored configuration (also what repair runs)."""
+    with _run(task, app_id, "pending_configure") as app:
+        old = reverse_proxy.vhosts().get(app.id)
+        if old and old.get("fqdn") != apps.fqdn(app):
+            reverse_proxy.remove_app_vhost(app.id)
+        _bring_up(task, app)
+        if app.run_state == "stopped":
+            containers.stop(app.id)
+            _set(app.id, run_state="stopped")
+            _proxy(task, app, "stopped")
+
+
+def update(task, app_id, manifest, **_):
+    with _run(task, app_id, "pending_update") as app:
+        task.progress(5, f"Updating to {manifest['id']} {manifest['version']}")
+        containers.ensure_image(manifest["dockerImage"], log=task.log)
+        _set(app.id, manifest=manifest, update_time=utcnow())
+        app.manifest = manifest
+        _bring_up(task, app)
+
+
+def start(task, app_id, **_):
+    with _run(task, app_id, "pending_start") as app:
+        task.progress(30, "Starting container")
+        if containers.inspect(app.id) is None:
+            app = _create_container(task, app)
+        else:
+            containers.start(app.id)
+        _set(app.id, run_state="running")
+        _wait_healthy(task, app)
+        _proxy(task, app)
+        task.progress(100, "Started")
+
+
+def stop(task, app_id, **_):
+    with _run(task, app_id, "pending_stop") as app:
+        task.progress(30, "Stopping container")
+        containers.stop(app.id)
+        _set(app.id, run_state="stopped", health=None)
+        _proxy(task, app, "stopped")
+        task.progress(100, "Stopped")
+
+
+def restart(task, app_id, **_):
+    with _run(task, app_id, "pending_restart") as app:
+        task.progress(30, "Restarting container")
+        if containers.inspect(app.id) is None:
+            app = _create_container(task, app)
+        else:
+            containers.restart(app.id)
+        _set(app.id, run_state="running")
+        _wait_healthy(task, app)
+        _proxy(task, app)
+        task.progress(100, "Restarted")
+
+
+def uninstall(task, app_id, **_):
+    with _run(task, app_id, "pending_uninstall") as app:
+        task.progress(20, "Removing container")
+        containers.remove(app.id)
+        task.progress(50, "Removing reverse proxy configuration")
+        reverse_proxy.remove_app_vhost(app.id)
+        task.progress(70, "Removing data")
+        apps.delete_data(app.id)
+        with database.atomic():
+            App.delete().where(App.id == app.id).execute()
+        task.progress(100, "Uninstalled")

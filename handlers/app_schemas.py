@@ -1,0 +1,42 @@
+"""Marshmallow schemas of the Apps tag (the App object as the seed shows it)."""
+from marshmallow import Schema, fields
+
+from handlers.serialize import IsoTime
+
+
+class AppSchema(Schema):
+    id = fields.String()
+    appStoreId = fields.String(attribute="app_store_id")
+    installationState = fields.String(attribute="installation_state")
+    error = fields.Raw(allow_none=True)
+    runState = fields.String(attribute="run_state")
+    health = fields.String(allow_none=True)
+    taskId = fields.Function(lambda a: str(a.task_id) if a.task_id else None)
+    location = fields.String()
+    domain = fields.String()
+    fqdn = fields.String()
+    alternateDomains = fields.Raw(attribute="alternate_domains")
+    redirectDomains = fields.Raw(attribute="redirect_domains")
+    manifest = fields.Raw()
+    portBindings = fields.Raw(attribute="port_bindings")
+    accessRestriction = fields.Raw(attribute="access_restriction", allow_none=True)
+    memoryLimit = fields.Integer(attribute="memory_limit")
+    env = fields.Raw()
+    debugMode = fields.Raw(attribute="debug_mode", allow_none=True)
+    robotsTxt = fields.String(attribute="robots_txt")
+    enableBackup = fields.Boolean(attribute="enable_backup")
+    enableAutomaticUpdate = fields.Boolean(attribute="enable_automatic_update")
+    label = fields.String()
+    tags = fields.Raw()
+    iconUrl = fields.Function(lambda a: f"/api/v1/apps/{a.id}/icon" if a.has_icon else None)
+    dataDir = fields.Constant(None)
+    creationTime = IsoTime(attribute="creation_time")
+    updateTime = IsoTime(attribute="update_time")
+    ts = IsoTime()
+
+
+RESTRICTED = ("id", "appStoreId", "installationState", "runState", "health", "location", "domain", "fqdn",
+              "manifest", "portBindings", "iconUrl", "creationTime", "ts", "tags", "label")
+
+full = AppSchema()
+restricted = AppSchema(only=RESTRICTED)

@@ -1,0 +1,211 @@
+"""The runner: one per server worker process. Claims pending tasks from the table, runs each in
+its own process (tasks.child), stops them on request or at their time limit (SIGTERM to the
+task's process group, SIGKILL after a grace period), records how they ended when the body could
+not, and ends as crashed the tasks of runners that died.
+
+It is one thread that ticks every TICK_SECS while tasks run, IDLE_TICK_SECS otherwise, and at
+once when woken by a `tasks.start` or `tasks.stop` in its own process. The thread is also the
+parent of every task process it starts, so PR_SET_PDEATHSIG ties the task processes to it.
+"""
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import config
+from tasks import logs, store
+
+log = logging.getLogger("berth.tasks")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAX_PARALLEL = 5            # tasks running at once across all processes sharing the database
+TICK_SECS = 0.2             # with tasks running: how soon a stop request or an exit is seen
+IDLE_TICK_SECS = 0.5        # with none: how soon a task queued by another process starts
+HEARTBEAT_SECS = 5.0
+RECOVER_SECS = 5.0
+STOP_GRACE_SECS = 5.0       # SIGTERM -> SIGKILL
+
+
+@dataclasses.dataclass
+class Child:
+    task_id: int
+    popen: subprocess.Popen
+    deadline: float = None          # monotonic; None = no time limit
+    reason: str = None              # why we signalled it: store.STOPPED / store.TIMEOUT
+    term_at: float = None
+    killed: bool = False
+
+
+class Runner:
+    def __init__(self, limit=MAX_PARALLEL):
+        self.id = uuid.uuid4().hex
+        self.limit = limit
+        self.children = {}
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = None
+        self._next_heartbeat = 0.0
+        self._next_recover = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self):
+        store.register_runner(self.id)
+        self._recover()  # before claiming anything: tasks of a dead server end as crashed
+        self._thread = threading.Thread(target=self._loop, name="task-runner", daemon=True)
+        self._thread.start()
+
+    def wake(self):
+        self._wake.set()
+
+    def stop(self, timeout=STOP_GRACE_SECS + 3):
+        """Stop the running tasks (they end as crashed: the server is going away) and the thread."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self):
+        while not self._stopping.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("task runner tick failed")
+            self._wake.wait(TICK_SECS if self.children else IDLE_TICK_SECS)
+            self._wake.clear()
+        try:
+            self._shutdown()
+        except Exception:
+            log.exception("task runner shutdown failed")
+
+    def tick(self):
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + HEARTBEAT_SECS
+            store.heartbeat(self.id)
+        if now >= self._next_recover:
+            self._recover()
+        self._watch_children()
+        if len(self.children) < self.limit:
+            for task in store.claim(self.id, self.limit):
+                self._spawn(task)
+
+    def _recover(self):
+        self._next_recover = time.monotonic() + RECOVER_SECS
+        for task, error in store.recover(self.id):
+            log.warning("task %s ended: %s", task.id, error["message"])
+            _append_log(task.id, f"task ended: {error['message']}")
+
+    # -- task processes ----------------------------------------------------------------------
+
+    def _spawn(self, task):
+        cfg = config.get()
+        env = dict(os.environ, BERTH_DATA_DIR=cfg.data_dir, BERTH_DATABASE_URL=cfg.database_url)
+        fd = None
+        try:
+            fd = logs.open_fd(task.id)  # early output (before the body's own capture) lands in the log
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "tasks.child", str(task.id), str(os.getpid())],
+                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+                start_new_session=True)  # own process group: stop reaches programs it started
+        except OSError as e:
+            store.finish(task.id, error=store.abnormal_error(store.CRASHED, task,
+                                                             f"Could not start the task process: {e}"))
+            return
+        finally:
+            if fd is not None:
+                os.close(fd)
+        store.set_pid(task.id, popen.pid)
+        deadline = time.monotonic() + task.timeout if task.timeout else None
+        self.children[task.id] = Child(task.id, popen, deadline)
+
+    def _watch_children(self):
+        if not self.children:
+            return
+        requests = store.stop_requests(self.children)
+        now = time.monotonic()
+        for child in list(self.children.values()):
+            if _exited(child.popen.pid):
+                self._reap(child)
+                continue
+            if child.reason is None:
+                if child.task_id in requests:
+                    self._signal(child, requests[child.task_id], "stop requested")
+                elif child.deadline is not None and now >= child.deadline:
+                    store.set_stop_reason(child.task_id, store.TIMEOUT)
+                    self._signal(child, store.TIMEOUT, "time limit reached")
+            elif not child.killed and now - child.term_at >= STOP_GRACE_SECS:
+                _append_log(child.task_id, f"task did not end within {STOP_GRACE_SECS:g}s of SIGTERM: SIGKILL")
+                _killpg(child.popen.pid, signal.SIGKILL)
+                child.killed = True
+
+    def _signal(self, child, reason, why):
+        child.reason, child.term_at = reason, time.monotonic()
+        _append_log(child.task_id, f"{why}: sending SIGTERM to the task process")
+        _killpg(child.popen.pid, signal.SIGTERM)
+
+    def _reap(self, child):
+        # The process is a zombie, so its pid (= process group id) cannot be reused yet: whatever
+        # it started and left behind goes down with it.
+        _killpg(child.popen.pid, signal.SIGKILL)
+        code = child.popen.wait()
+        del self.children[child.task_id]
+        task = store.get(child.task_id)
+        if not task.active:
+            return  # the body recorded its outcome
+        reason = child.reason or task.stop_reason
+        if code < 0:
+            detail = f"Task process was killed by signal {signal.Signals(-code).name}"
+        else:
+            detail = f"Task process exited with code {code} without recording an outcome"
+        error = store.abnormal_error(reason or store.CRASHED, task, detail)
+        if store.finish(child.task_id, error=error, message=error["message"]):
+            _append_log(child.task_id, f"task ended: {error['message']}")
+
+    def _shutdown(self):
+        """Server stopping: SIGTERM every task, SIGKILL what is left after a short grace, then
+        record them as crashed right away rather than at the next start."""
+        for child in self.children.values():
+            _killpg(child.popen.pid, signal.SIGTERM)
+        deadline = time.monotonic() + min(STOP_GRACE_SECS, 3.0)
+        while self.children and time.monotonic() < deadline:
+            if all(_exited(c.popen.pid) for c in self.children.values()):
+                break
+            time.sleep(0.05)
+        for child in list(self.children.values()):
+            _killpg(child.popen.pid, signal.SIGKILL)
+            child.popen.wait()
+            task = store.get(child.task_id)
+            error = store.abnormal_error(task.stop_reason or store.CRASHED, task,
+                                         "Berth stopped while the task was running")
+            if store.finish(child.task_id, error=error, message=error["message"]):
+                _append_log(child.task_id, f"task ended: {error['message']}")
+        self.children.clear()
+        store.unregister_runner(self.id)
+
+
+def _exited(pid):
+    """Has the child exited? Leaves it a zombie (WNOWAIT) so its process group stays ours."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _killpg(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _append_log(task_id, text):
+    try:
+        logs.append(task_id, text)
+    except OSError:
+        log.exception("could not write the log of task %s", task_id)

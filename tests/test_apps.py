@@ -1,0 +1,642 @@
+"""Apps for real: a Berth server (SQLite) installs the FROM-scratch busybox test image
+(tests/images.py) on the real Docker engine behind its own nginx, and everything is checked
+through the API, the engine (docker inspect) and the proxy (curl --resolve on 127.0.0.1).
+
+Each test installs its own apps at its own locations on one shared server; the test that
+SIGKILLs a server gets a server of its own. Teardown stops the nginx each server started (it
+outlives Berth by design) and removes every container of the apps the tests created.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+
+import images
+from harness import Api, BerthServer, proxy_env, remove_app_containers, require, stop_proxy
+
+DOMAIN = "example.test"
+CATALOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalog.json")
+CATALOG_ID = "io.berth.test.catalog"
+MIB = 1024 * 1024
+
+
+def _docker():
+    try:
+        import docker
+        client = docker.from_env()
+        client.ping()
+        return client
+    except Exception:  # noqa: BLE001 - any failure means "no engine here"
+        return None
+
+
+def _closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class AppsBerth:
+    """A Berth server with a managed nginx on free ports, an owner, the domain example.test, the
+    test catalog, and helpers to drive apps and look at them from outside."""
+
+    def __init__(self, image, catalog, docker_client, tmp):
+        self.image = image
+        self.docker = docker_client
+        self.env = proxy_env({"BERTH_APP_CATALOG": catalog})
+        self.http_port = int(self.env["BERTH_PROXY_HTTP_PORT"])
+        self.https_port = int(self.env["BERTH_PROXY_HTTPS_PORT"])
+        self.data_dir = tmp
+        self.server = None
+        self.api = None
+        self.app_ids = set()
+
+    # -- the server -----------------------------------------------------------------------------
+
+    def start(self):
+        self.server = BerthServer(data_dir=self.data_dir, env=self.env).start()
+        token = self.api.token if self.api else None
+        if token is None:
+            anon = Api(self.server.api)
+            r = anon.post("/cloudron/activate", json={"username": "owner", "password": "Owner-pass-1",
+                                                      "email": "owner@example.com"})
+            assert r.status_code == 201, r.text
+            token = r.json()["token"]
+        self.api = Api(self.server.api, token)
+        if self.api.get(f"/domains/{DOMAIN}").status_code == 404:
+            r = self.api.post("/domains", json={"domain": DOMAIN, "provider": "noop", "config": {}})
+            assert r.status_code == 201, r.text
+        return self
+
+    def close(self):
+        try:
+            if self.server is not None:
+                self.server.stop()
+        finally:
+            stop_proxy(self.data_dir)
+            remove_app_containers(self.app_ids)
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def manifest(self, **changes):
+        manifest = {"manifestVersion": 2, "id": "io.berth.test.httpd", "version": "1.0.0",
+                    "title": "Berth test app", "dockerImage": self.image, "httpPort": images.PORT,
+                    "healthCheckPath": images.HEALTH_PATH}
+        manifest.update(changes)
+        return manifest
+
+    def request_install(self, location, manifest=None, **body):
+        body = {"location": location, "domain": DOMAIN, **body}
+        if "appStoreId" not in body:
+            body["manifest"] = manifest or self.manifest()
+        r = self.api.post("/apps/install", json=body)
+        if r.status_code == 202:
+            self.app_ids.add(r.json()["id"])
+        return r
+
+    def install(self, location, manifest=None, **body):
+        """Install and wait for the task; returns the app (asserting it is installed)."""
+        r = self.request_install(location, manifest, **body)
+        assert r.status_code == 202, r.text
+        task = self.wait_task(r.json()["taskId"])
+        assert task["success"], task
+        app = self.app(r.json()["id"])
+        assert app["installationState"] == "installed", app
+        return app
+
+    def run(self, r):
+        """Wait for the task of a 202 answer; returns the finished task."""
+        assert r.status_code == 202, r.text
+        assert set(r.json()) == {"taskId"}, r.json()
+        return self.wait_task(r.json()["taskId"])
+
+    def wait_task(self, task_id, timeout=90):
+        deadline = time.time() + timeout
+        while True:
+            r = self.api.get(f"/tasks/{task_id}")
+            assert r.status_code == 200, r.text
+            task = r.json()
+            if not task["active"] and not task["pending"]:
+                return task
+            assert time.time() < deadline, f"task {task_id} still running after {timeout}s: {task}"
+            time.sleep(0.1)
+
+    def task_log(self, task_id):
+        r = self.api.get(f"/tasks/{task_id}/logs", params={"lines": -1, "format": "plain"})
+        assert r.status_code == 200, r.text
+        return r.text
+
+    def app(self, app_id):
+        r = self.api.get(f"/apps/{app_id}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_app(self, app_id, what, predicate, timeout=30):
+        deadline = time.time() + timeout
+        while True:
+            app = self.app(app_id)
+            if predicate(app):
+                return app
+            assert time.time() < deadline, f"app never {what} within {timeout}s: {app}"
+            time.sleep(0.2)
+
+    # -- looking from outside -------------------------------------------------------------------
+
+    def curl(self, host, path="/", https=True):
+        """(status, headers, body) of GET <host><path> through Berth's nginx (curl --resolve)."""
+        port = self.https_port if https else self.http_port
+        url = f"{'https' if https else 'http'}://{host}:{port}{path}"
+        out = subprocess.run(["curl", "-sS", "-k", "-i", "--max-time", "10", "--resolve",
+                              f"{host}:{port}:127.0.0.1", url], capture_output=True)
+        assert out.returncode == 0, f"curl {url}: {out.stderr.decode(errors='replace')}"
+        # Bytes, not text=True: universal newlines would turn the header block's CRLFs into LFs.
+        head, _, body = out.stdout.decode(errors="replace").partition("\r\n\r\n")
+        lines = head.split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        return int(lines[0].split()[1]), headers, body
+
+    def container_env(self, fqdn):
+        """The container's environment, as its /cgi-bin/env answers through the proxy."""
+        status, _, body = self.curl(fqdn, "/cgi-bin/env")
+        assert status == 200, body
+        return dict(line.split("=", 1) for line in body.splitlines() if "=" in line)
+
+    def container(self, app_id):
+        """`docker inspect` of the app's container (None when there is none)."""
+        found = self.docker.containers.list(all=True, filters={"label": f"berth.app-id={app_id}"})
+        assert len(found) <= 1, found
+        return found[0].attrs if found else None
+
+    def app_dir(self, app_id):
+        return os.path.join(self.data_dir, "apps", app_id)
+
+    def starts(self, app_id):
+        """How often the app's container started (the image appends a line to /app/data/starts)."""
+        with open(os.path.join(self.app_dir(app_id), "data", "starts")) as f:
+            return len(f.read().splitlines())
+
+    def vhost(self, app_id):
+        return os.path.join(self.data_dir, "nginx", "sites", f"app-{app_id}.conf")
+
+    def origin(self, fqdn):
+        return f"https://{fqdn}" + ("" if self.https_port == 443 else f":{self.https_port}")
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    """What every app test needs from the machine: the engine, nginx, curl, the test image and
+    the test catalog (tests/catalog.json with the image placeholder replaced by its tag)."""
+    require("a Docker engine (Debian package docker.io, dockerd running)", _docker() is not None)
+    require("nginx (Debian package nginx)", shutil.which("nginx") is not None)
+    require("curl (Debian package curl)", shutil.which("curl") is not None)
+    require("a static busybox (Debian package busybox-static)", images.busybox_is_static())
+    client = _docker()
+    image = images.httpd_image(client, write_data=True)
+    with open(CATALOG) as f:
+        text = f.read()
+    assert "@TEST_IMAGE@" in text
+    catalog = tmp_path_factory.mktemp("catalog") / "catalog.json"
+    catalog.write_text(text.replace("@TEST_IMAGE@", image))
+    return {"image": image, "catalog": str(catalog), "docker": client}
+
+
+def _berth(parts, tmp_path_factory):
+    return AppsBerth(parts["image"], parts["catalog"], parts["docker"],
+                     str(tmp_path_factory.mktemp("berth-apps")))
+
+
+@pytest.fixture(scope="module")
+def apps(parts, tmp_path_factory):
+    env = _berth(parts, tmp_path_factory)
+    try:
+        yield env.start()
+    finally:
+        env.close()
+
+
+# ---- install ----------------------------------------------------------------------------------
+
+def test_install_serves_the_app_over_https(apps):
+    location = unique("web")
+    fqdn = f"{location}.{DOMAIN}"
+    r = apps.request_install(location, env={"GREETING": "hello berth"}, label="Web", tags=["t1"])
+    assert r.status_code == 202, r.text
+    assert set(r.json()) == {"id", "taskId"}
+    app_id, task_id = r.json()["id"], r.json()["taskId"]
+    early = apps.app(app_id)
+    assert early["installationState"] in ("pending_install", "installed"), early
+
+    task = apps.wait_task(task_id)
+    assert task["success"], task
+    assert task["percent"] == 100
+    app = apps.app(app_id)
+    assert app["installationState"] == "installed"
+    assert app["runState"] == "running"
+    assert app["health"] == "healthy"
+    assert app["fqdn"] == fqdn
+    assert app["taskId"] is None and app["error"] is None
+    assert app["env"] == {"GREETING": "hello berth"}
+    assert app["label"] == "Web" and app["tags"] == ["t1"]
+    assert app["manifest"]["dockerImage"] == apps.image
+    assert "Using local image" in apps.task_log(task_id)
+    assert app_id in [a["id"] for a in apps.api.get("/apps").json()["apps"]]
+
+    # The page, over HTTPS at its own name; plain HTTP redirects there.
+    status, _, body = apps.curl(fqdn)
+    assert status == 200, body
+    assert images.INDEX_MARKER in body
+    status, headers, _ = apps.curl(fqdn, "/some/path?x=1", https=False)
+    assert status == 301
+    assert headers["location"] == f"{apps.origin(fqdn)}/some/path?x=1"
+
+    env = apps.container_env(fqdn)
+    assert env["GREETING"] == "hello berth"
+    assert env["CLOUDRON"] == "1"
+    assert env["CLOUDRON_APP_ID"] == app_id
+    assert env["CLOUDRON_APP_DOMAIN"] == fqdn
+    assert env["CLOUDRON_APP_ORIGIN"] == apps.origin(fqdn)
+    assert env["CLOUDRON_API_ORIGIN"] == apps.server.url
+
+    info = apps.container(app_id)
+    assert info["State"]["Running"]
+    assert info["Config"]["Labels"]["berth.managed"] == "true"
+    assert info["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    mounts = {m["Destination"]: m["Source"] for m in info["Mounts"]}
+    assert mounts["/app/data"] == os.path.join(apps.app_dir(app_id), "data")
+    assert apps.starts(app_id) == 1   # the container wrote into its data folder
+    # The app port is published on 127.0.0.1 only.
+    bindings = info["HostConfig"]["PortBindings"][f"{images.PORT}/tcp"]
+    assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
+    assert os.path.exists(apps.vhost(app_id))
+
+
+def test_install_from_the_catalog(apps):
+    app = apps.install(unique("cat"), appStoreId=CATALOG_ID)
+    assert app["appStoreId"] == f"{CATALOG_ID}@1.1.0"       # the highest version
+    assert app["manifest"]["version"] == "1.1.0"
+    assert app["manifest"]["dockerImage"] == apps.image
+    assert app["health"] == "healthy"
+    # The manifest's memoryLimit applies when the install does not set one.
+    assert apps.container(app["id"])["HostConfig"]["Memory"] == 64 * MIB
+    status, _, body = apps.curl(app["fqdn"])
+    assert status == 200 and images.INDEX_MARKER in body
+
+    r = apps.request_install(unique("cat"), appStoreId="io.berth.test.nothing")
+    assert r.status_code == 404, r.text
+    r = apps.request_install(unique("cat"), appStoreId=f"{CATALOG_ID}@9.9.9")
+    assert r.status_code == 404, r.text
+
+
+def _error(r, status):
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["status"] and body["message"], body
+    return body["message"]
+
+
+def test_install_refuses_bad_requests(apps):
+    taken = apps.install(unique("taken"))
+    before = {a["id"] for a in apps.api.get("/apps").json()["apps"]}
+
+    # The same location again, whatever the case of the request.
+    assert taken["fqdn"] in _error(apps.request_install(taken["location"]), 409)
+    _error(apps.request_install(taken["location"].upper()), 409)
+
+    location = unique("bad")
+    bad = [
+        (apps.manifest(httpPort="eighty"), "manifest.httpPort"),
+        (apps.manifest(httpPort=0), "manifest.httpPort"),
+        (apps.manifest(manifestVersion=1), "manifest.manifestVersion"),
+        (apps.manifest(healthCheckPath="health"), "manifest.healthCheckPath"),
+        ({k: v for k, v in apps.manifest().items() if k != "dockerImage"}, "manifest.dockerImage"),
+        (apps.manifest(tcpPorts={"SSH_PORT": {"title": "no port"}}), "manifest.tcpPorts.SSH_PORT"),
+    ]
+    for manifest, field in bad:
+        message = _error(apps.request_install(location, manifest), 400)
+        assert field in message, (field, message)
+
+    assert "domain" in _error(apps.request_install(location, domain="nowhere.test"), 400)
+    assert "memoryLimit" in _error(apps.request_install(location, memoryLimit=1000), 400)
+    assert "env.BAD-NAME" in _error(apps.request_install(location, env={"BAD-NAME": "x"}), 400)
+    assert "portBindings.NOPE" in _error(apps.request_install(location, portBindings={"NOPE": 20000}), 400)
+    r = apps.api.post("/apps/install", json={"location": location, "domain": DOMAIN})
+    assert "manifest" in _error(r, 400)
+
+    # None of these left an app behind.
+    assert {a["id"] for a in apps.api.get("/apps").json()["apps"]} == before
+    assert apps.api.get(f"/apps/{uuid.uuid4()}").status_code == 404
+    assert apps.api.post(f"/apps/{uuid.uuid4()}/restart").status_code == 404
+
+
+# ---- lifecycle --------------------------------------------------------------------------------
+
+def test_configure_env_memory_and_location(apps):
+    app = apps.install(unique("conf"), env={"STAGE": "one"})
+    app_id, old_fqdn = app["id"], app["fqdn"]
+
+    task = apps.run(apps.api.post(f"/apps/{app_id}/configure/env", json={"env": {"STAGE": "two"}}))
+    assert task["success"], task
+    env = apps.container_env(old_fqdn)
+    assert env["STAGE"] == "two"
+    assert "STAGE=two" in apps.container(app_id)["Config"]["Env"]
+    assert apps.app(app_id)["env"] == {"STAGE": "two"}
+
+    task = apps.run(apps.api.post(f"/apps/{app_id}/configure/memory_limit", json={"memoryLimit": 96 * MIB}))
+    assert task["success"], task
+    assert apps.container(app_id)["HostConfig"]["Memory"] == 96 * MIB
+    assert apps.app(app_id)["memoryLimit"] == 96 * MIB
+    assert "memoryLimit" in _error(apps.api.post(f"/apps/{app_id}/configure/memory_limit",
+                                                 json={"memoryLimit": 5}), 400)
+
+    new_location = unique("moved")
+    task = apps.run(apps.api.post(f"/apps/{app_id}/configure/location",
+                                  json={"location": new_location, "domain": DOMAIN}))
+    assert task["success"], task
+    app = apps.app(app_id)
+    new_fqdn = f"{new_location}.{DOMAIN}"
+    assert app["installationState"] == "installed" and app["health"] == "healthy"
+    assert (app["location"], app["fqdn"]) == (new_location, new_fqdn)
+    status, _, body = apps.curl(new_fqdn)
+    assert status == 200 and images.INDEX_MARKER in body
+    status, _, body = apps.curl(old_fqdn)
+    assert status == 404, body
+    env = apps.container_env(new_fqdn)
+    assert env["CLOUDRON_APP_DOMAIN"] == new_fqdn
+    assert env["CLOUDRON_APP_ORIGIN"] == apps.origin(new_fqdn)
+    assert env["STAGE"] == "two"                                        # kept across the move
+    assert apps.container(app_id)["HostConfig"]["Memory"] == 96 * MIB  # likewise
+
+    # The old name is free again; the new one is taken.
+    other = apps.install(app["location"] + "x")
+    assert _error(apps.api.post(f"/apps/{other['id']}/configure/location",
+                                json={"location": new_location, "domain": DOMAIN}), 409)
+    r = apps.request_install(old_fqdn.split(".")[0])
+    assert r.status_code == 202, r.text
+    assert apps.wait_task(r.json()["taskId"])["success"]
+
+
+def test_stop_start_restart(apps):
+    app = apps.install(unique("life"))
+    app_id, fqdn = app["id"], app["fqdn"]
+    assert apps.starts(app_id) == 1
+
+    task = apps.run(apps.api.post(f"/apps/{app_id}/stop"))
+    assert task["success"], task
+    app = apps.app(app_id)
+    assert (app["installationState"], app["runState"]) == ("installed", "stopped")
+    assert not apps.container(app_id)["State"]["Running"]
+    status, headers, body = apps.curl(fqdn)
+    assert status == 503, body
+    assert "This app is stopped" in body and images.INDEX_MARKER not in body
+    assert headers["content-type"].startswith("text/html")
+
+    task = apps.run(apps.api.post(f"/apps/{app_id}/start"))
+    assert task["success"], task
+    app = apps.app(app_id)
+    assert (app["installationState"], app["runState"], app["health"]) == ("installed", "running", "healthy")
+    status, _, body = apps.curl(fqdn)
+    assert status == 200 and images.INDEX_MARKER in body
+    assert apps.starts(app_id) == 2
+
+    task = apps.run(apps.api.post(f"/apps/{app_id}/restart"))
+    assert task["success"], task
+    app = apps.app(app_id)
+    assert (app["installationState"], app["runState"], app["health"]) == ("installed", "running", "healthy")
+    status, _, body = apps.curl(fqdn)
+    assert status == 200 and images.INDEX_MARKER in body
+    assert apps.starts(app_id) == 3
+
+
+def test_uninstall_leaves_nothing_behind(apps):
+    app = apps.install(unique("gone"))
+    app_id, fqdn = app["id"], app["fqdn"]
+    assert apps.container(app_id) is not None
+    assert os.path.isdir(apps.app_dir(app_id)) and os.path.exists(apps.vhost(app_id))
+
+    task = apps.run(apps.api.post(f"/apps/{app_id}/uninstall"))
+    assert task["success"], task
+    assert apps.api.get(f"/apps/{app_id}").status_code == 404
+    assert app_id not in [a["id"] for a in apps.api.get("/apps").json()["apps"]]
+    assert apps.container(app_id) is None
+    assert not os.path.exists(apps.vhost(app_id))
+    assert not os.path.exists(apps.app_dir(app_id))
+    status, _, body = apps.curl(fqdn)
+    assert status == 404, body
+    assert apps.api.post(f"/apps/{app_id}/uninstall").status_code == 404
+
+    # The location is free for the next app.
+    again = apps.install(app["location"])
+    assert again["fqdn"] == fqdn and again["id"] != app_id
+
+
+# ---- failures and repair ----------------------------------------------------------------------
+
+def test_missing_image_fails_clearly_and_repair_fixes_it(apps):
+    missing = f"127.0.0.1:{_closed_port()}/berth-test/nope:1"
+    r = apps.request_install(unique("pull"), apps.manifest(dockerImage=missing))
+    assert r.status_code == 202, r.text
+    app_id = r.json()["id"]
+    task = apps.wait_task(r.json()["taskId"])
+    assert not task["success"]
+    assert "Cannot pull image" in task["error"]["message"] and missing in task["error"]["message"]
+    assert f"Pulling image {missing}" in apps.task_log(task["id"])
+
+    app = apps.app(app_id)
+    assert app["installationState"] == "error", app
+    assert "Cannot pull image" in app["error"]["message"]
+    assert app["error"]["installationState"] == "pending_install"
+    assert app["taskId"] is None
+    assert apps.container(app_id) is None
+    # Nginx says the app is broken, not that it is still being installed.
+    status, _, body = apps.curl(app["fqdn"])
+    assert status == 503 and "not available" in body, body
+    # Only repair, configure or uninstall make sense now.
+    assert "repair" in _error(apps.api.post(f"/apps/{app_id}/start"), 409)
+
+    task = apps.run(apps.api.post(f"/apps/{app_id}/repair", json={"dockerImage": apps.image}))
+    assert task["success"], task
+    app = apps.app(app_id)
+    assert (app["installationState"], app["runState"], app["health"]) == ("installed", "running", "healthy")
+    assert app["error"] is None
+    assert app["manifest"]["dockerImage"] == apps.image
+    status, _, body = apps.curl(app["fqdn"])
+    assert status == 200 and images.INDEX_MARKER in body
+
+
+def test_server_killed_during_install_leaves_app_in_error(parts, tmp_path_factory):
+    berth = _berth(parts, tmp_path_factory)
+    try:
+        berth.start()
+        r = berth.request_install(unique("crash"), env={"TEST_HEALTH_DELAY": "30"})
+        assert r.status_code == 202, r.text
+        app_id, task_id = r.json()["id"], r.json()["taskId"]
+        # Let the task get as far as waiting for the health check (container created and running).
+        deadline = time.time() + 30
+        while berth.api.get(f"/tasks/{task_id}").json()["percent"] < 80:
+            assert time.time() < deadline, berth.api.get(f"/tasks/{task_id}").json()
+            time.sleep(0.1)
+        assert berth.app(app_id)["installationState"] == "pending_install"
+        berth.server.kill()
+
+        berth.start()   # same data dir, same database, same nginx
+        app = berth.wait_app(app_id, "in error after the restart",
+                             lambda a: a["installationState"] == "error", timeout=20)
+        assert app["error"]["message"], app
+        assert app["error"]["installationState"] == "pending_install"
+        assert app["taskId"] is None
+        task = berth.api.get(f"/tasks/{task_id}").json()
+        assert not task["active"] and not task["success"], task
+        status, _, body = berth.curl(app["fqdn"])
+        assert status == 503 and "not available" in body, body
+
+        # Dropping the slow health check through configure re-creates the app...
+        task = berth.run(berth.api.post(f"/apps/{app_id}/configure/env", json={"env": {}}))
+        assert task["success"], task
+        app = berth.app(app_id)
+        assert (app["installationState"], app["health"], app["error"]) == ("installed", "healthy", None)
+        status, _, body = berth.curl(app["fqdn"])
+        assert status == 200 and images.INDEX_MARKER in body
+        # ...and repair of an installed app re-creates its container from the stored settings.
+        before = berth.container(app_id)["Id"]
+        task = berth.run(berth.api.post(f"/apps/{app_id}/repair", json={}))
+        assert task["success"], task
+        assert berth.container(app_id)["Id"] != before
+        assert berth.app(app_id)["installationState"] == "installed"
+        status, _, body = berth.curl(app["fqdn"])
+        assert status == 200 and images.INDEX_MARKER in body
+    finally:
+        berth.close()
+
+
+def test_container_killed_from_outside_is_reported_and_comes_back(apps):
+    app = apps.install(unique("kill"))
+    app_id = app["id"]
+    apps.docker.containers.get(apps.container(app_id)["Id"]).kill()
+    # The health check runs every 10 s: it sees the app down, reports it, and starts it again.
+    down = apps.wait_app(app_id, "reported down", lambda a: a["health"] in ("dead", "unhealthy"), timeout=25)
+    assert down["installationState"] == "installed"
+    app = apps.wait_app(app_id, "healthy again", lambda a: a["health"] == "healthy", timeout=25)
+    assert app["runState"] == "running"
+    assert apps.container(app_id)["State"]["Running"]
+    assert apps.starts(app_id) == 2
+    status, _, body = apps.curl(app["fqdn"])
+    assert status == 200 and images.INDEX_MARKER in body
+
+
+# ---- logs -------------------------------------------------------------------------------------
+
+def _events(response, until, timeout=20):
+    """Read SSE events until `until(data)` is true for one; returns (retry seen, [data dicts])."""
+    retry, seen, event = False, [], {}
+    deadline = time.time() + timeout
+    for raw in response.iter_lines(decode_unicode=True):
+        assert time.time() < deadline, f"no matching event within {timeout}s: {seen}"
+        if raw.startswith("retry:"):
+            retry = True
+        elif raw.startswith("id:"):
+            event["id"] = raw[3:].strip()
+        elif raw.startswith("data:"):
+            event["data"] = json.loads(raw[5:].strip())
+        elif raw == "" and "data" in event:
+            seen.append(event["data"])
+            event = {}
+            if until(seen[-1]):
+                return retry, seen
+    raise AssertionError(f"stream ended before a matching event: {seen}")
+
+
+def test_logs_and_logstream(apps):
+    app = apps.install(unique("logs"))
+    app_id, fqdn = app["id"], app["fqdn"]
+
+    r = apps.api.get(f"/apps/{app_id}/logs", params={"lines": 50})
+    assert r.status_code == 200, r.text
+    lines = [json.loads(line) for line in r.text.splitlines()]
+    assert {line["source"] for line in lines} == {app_id}
+    messages = [line["message"] for line in lines]
+    assert f"berth-test: starting on port {images.PORT}" in messages
+    assert "berth-test: healthy" in messages
+    ids = [line["realtimeTimestamp"] for line in lines]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    plain = apps.api.get(f"/apps/{app_id}/logs", params={"lines": 2, "format": "plain"})
+    assert plain.status_code == 200 and len(plain.text.splitlines()) == 2
+    assert apps.api.get(f"/apps/{uuid.uuid4()}/logs").status_code == 404
+
+    url = f"{apps.api.base}/apps/{app_id}/logstream"
+    auth = {"Authorization": f"Bearer {apps.api.token}"}
+    assert requests.get(url, headers=auth, timeout=10).status_code == 400   # not an event stream
+    with requests.get(url, params={"lines": 100}, stream=True, timeout=30,
+                      headers={**auth, "Accept": "text/event-stream"}) as stream:
+        assert stream.status_code == 200, stream.text
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        retry, replay = _events(stream, lambda d: d["message"] == "berth-test: healthy")
+        assert retry and {d["source"] for d in replay} == {app_id}
+        # New output arrives as it is written: the image logs each request it serves.
+        count = sum("response:200" in d["message"] for d in replay)
+        status, _, _ = apps.curl(fqdn)
+        assert status == 200
+        _, new = _events(stream, lambda d: "response:200" in d["message"])
+        assert count + sum("response:200" in d["message"] for d in new) > count
+
+
+# ---- who sees what ----------------------------------------------------------------------------
+
+def test_plain_users_see_only_apps_they_may_use(apps):
+    password = "User-pass-1"
+    name = unique("user").replace("-", "")
+    r = apps.api.post("/users", json={"username": name, "email": f"{name}@example.com",
+                                      "password": password, "role": "user"})
+    assert r.status_code == 201, r.text
+    user_id = r.json()["id"]
+    login = Api(apps.api.base).post("/cloudron/login", json={"username": name, "password": password})
+    assert login.status_code == 200, login.text
+    user = apps.api.with_token(login.json()["token"])
+
+    app = apps.install(unique("acl"), env={"SECRET_SETTING": "x"},
+                       accessRestriction={"users": [user_id], "groups": []})
+    app_id = app["id"]
+
+    def visible():
+        r = user.get("/apps")
+        assert r.status_code == 200, r.text
+        return {a["id"]: a for a in r.json()["apps"]}
+
+    seen = visible()[app_id]
+    assert seen["fqdn"] == app["fqdn"] and seen["installationState"] == "installed"
+    for hidden in ("env", "accessRestriction", "memoryLimit", "error", "debugMode", "robotsTxt"):
+        assert hidden not in seen, hidden
+    assert user.get(f"/apps/{app_id}").status_code == 403
+    assert user.post(f"/apps/{app_id}/stop").status_code == 403
+    assert user.post("/apps/install", json={"location": unique("no"), "domain": DOMAIN,
+                                            "manifest": apps.manifest()}).status_code == 403
+
+    def restrict(restriction):
+        r = apps.api.post(f"/apps/{app_id}/configure/access_restriction",
+                          json={"accessRestriction": restriction})
+        assert r.status_code == 200, r.text
+        assert r.json() == {}
+
+    restrict({"users": [], "groups": []})
+    assert app_id not in visible()
+    r = apps.api.post("/groups", json={"name": unique("team")})
+    assert r.status_code == 201, r.text
+    group_id = r.json()["id"]
+    restrict({"users": [], "groups": [group_id]})
+    assert app_id not in visible()
+    r = apps.api.put(f"/groups/{group_id}/members", json={"userIds": [user_id]})
+    assert r.status_code == 200, r.text
+    assert app_id in visible()
+    restrict(None)                   # everyone
+    assert app_id in visible()
+    assert apps.app(app_id)["accessRestriction"] is None
