@@ -52,12 +52,15 @@ def reconcile_states():
             continue
         error = (task.error or {}) if task is not None else {}
         message = error.get("message") or "The task doing this work ended without finishing"
-        App.update(installation_state="error", task_id=None, ts=utcnow(),
-                   error={"message": message, "reason": error.get("code", "crashed"),
-                          "taskId": str(app.task_id) if app.task_id else None,
-                          "installationState": app.installation_state}
-                   ).where((App.id == app.id) & (App.task_id == app.task_id)).execute()
-        audit.record("app.error", SYSTEM, appId=app.id, message=message)
+        changed = App.update(
+            installation_state="error", task_id=None, ts=utcnow(),
+            error={"message": message, "reason": error.get("code", "crashed"),
+                   "taskId": str(app.task_id) if app.task_id else None,
+                   "installationState": app.installation_state}
+        ).where((App.id == app.id) & (App.task_id == app.task_id)).execute()
+        if changed:  # 0: a new task was queued meanwhile, and that one now decides
+            app_tasks.show_error_page(app.id)
+            audit.record("app.error", SYSTEM, appId=app.id, message=message)
 
 
 def reconcile_runtime():

@@ -6,6 +6,7 @@ and the task id, for repair) on any failure or stop. A process killed outright (
 server crash, timeout) cannot write that; app_health.reconcile_states does it afterwards.
 """
 import contextlib
+import logging
 import os
 
 import apps
@@ -16,6 +17,8 @@ import manifests
 import reverse_proxy
 from models import database, utcnow
 from models.apps import App
+
+log = logging.getLogger("berth.apps")
 
 
 def _origin():
@@ -57,6 +60,19 @@ def vhost_spec(app, state="running"):
     }
 
 
+def show_error_page(app_id):
+    """Have nginx show the "not available" page for an app that went to `error`, instead of what
+    its vhost said before (typically "being installed", which would never change). Best effort:
+    an app without a vhost (never got that far, or uninstalled) is left alone, and a failure here
+    must not hide the error that brought the app down."""
+    try:
+        app = App.get_or_none(App.id == app_id)
+        if app is not None and app_id in reverse_proxy.vhosts():
+            reverse_proxy.write_app_vhost(**vhost_spec(app, "error"))
+    except Exception:  # noqa: BLE001 - see above
+        log.exception("could not show the error page of app %s", app_id)
+
+
 def _set(app_id, **fields):
     App.update(**fields, ts=utcnow()).where(App.id == app_id).execute()
 
@@ -72,6 +88,7 @@ def _run(task, app_id, state):
         _set(app_id, installation_state="error", task_id=None,
              error={"message": message, "reason": type(e).__name__, "taskId": str(task.id),
                     "installationState": state})
+        show_error_page(app_id)
         raise
     latest = App.get_or_none(App.id == app_id)
     if latest is not None and latest.task_id in (task.id, None):
