@@ -106,8 +106,9 @@ def list_users(page, per_page, search=None):
         term = search.lower()
         query = query.where(User.username.contains(term) | User.email.contains(term)
                             | User.display_name.contains(search))
-    order = peewee.Case(None, [(User.username.is_null(), 1)], 0)
-    return with_group_ids(list(query.order_by(order, User.username, User.email).paginate(page, per_page)))
+    columns = [f for f in User._meta.sorted_fields if f.name not in ("password_hash", "invite_token_hash")]
+    query = query.select(*columns).order_by(User.sort_key, User.id)
+    return with_group_ids(list(query.paginate(page, per_page)))
 
 
 def create_user(actor, fields, role=None):

@@ -85,7 +85,7 @@ def seed(database_url, total_users):
         uid = f"uid-{uuid.uuid4()}"
         # Names that do not sort in insertion order, so ORDER BY username does real work.
         name = f"{hashlib.sha1(str(i).encode()).hexdigest()[:6]}-user{i}"
-        users.append({"id": uid, "username": name, "email": f"{name}@example.com",
+        users.append({"id": uid, "username": name, "email": f"{name}@example.com", "sort_key": name,
                       "display_name": f"User {i}", "password_hash": password_hash,
                       "role": ("user", "user", "user", "usermanager", "admin")[i % 5],
                       "creation_time": start + datetime.timedelta(seconds=i, microseconds=i),

@@ -33,7 +33,7 @@ TOKEN_SQL = ('SELECT t."expires", u."role", u."active" FROM "token" AS t '
              'INNER JOIN "user" AS u ON (t."user_id" = u."id") WHERE (t."token_hash" = ?) LIMIT 1')
 USERS_SQL = ('SELECT "id", "username", "email", "fallback_email", "display_name", "role", "active", '
              '"source", "creation_time", "last_login_time" FROM "user" '
-             'ORDER BY CASE WHEN ("username" IS NULL) THEN 1 ELSE 0 END, "username", "email" '
+             'ORDER BY "sort_key", "id" '
              'LIMIT ? OFFSET ?')
 GROUPS_SQL = 'SELECT "user_id", "group_id" FROM "group_member" WHERE ("user_id" IN ({}))'
 

@@ -19,7 +19,7 @@ SQLITE_PRAGMAS = {
     "busy_timeout": 10000,
     "foreign_keys": 1,
     "synchronous": "normal",
-    "cache_size": -16000,
+    "cache_size": -2000,  # KiB per connection; every server thread holds one
 }
 
 

@@ -5,6 +5,8 @@ plus one. Applied numbers are recorded in `schema_version`, so a migration runs 
 database even when several Berth processes start together (the run holds a lock).
 """
 import peewee
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as migrate_schema
 
 from .apps import App
 from .credentials import AppPassword, LoginFailure, Token
@@ -40,7 +42,16 @@ def _apps(db):
     db.create_tables([App])
 
 
-MIGRATIONS = [_initial, _domains, _tasks, _apps]
+def _user_sort_key(db):
+    """Users get an indexed listing order (User.sort_key)."""
+    if "sort_key" not in {c.name for c in db.get_columns(User._meta.table_name)}:
+        migrator = SchemaMigrator.from_database(db)
+        migrate_schema(migrator.add_column(User._meta.table_name, "sort_key", User.sort_key),
+                       migrator.add_index(User._meta.table_name, ("sort_key",)))
+    User.update(sort_key=peewee.Case(None, [(User.username.is_null(), "~" + User.email)], User.username)).execute()
+
+
+MIGRATIONS = [_initial, _domains, _tasks, _apps, _user_sort_key]
 
 
 def current_version():
