@@ -163,7 +163,7 @@ def read_tail(path, source, lines=10, after=None, end=None, partial=True):
                 continue
             if after is None and newlines > lines:
                 break
-            if after is not None and _starts_at_or_before(b"".join(reversed(chunks)), after):
+            if after is not None and _starts_at_or_before(b"".join(reversed(chunks[-2:])), after):
                 break
         data = b"".join(reversed(chunks))
     if pos > 0:  # the window starts inside a line: drop that fragment
@@ -204,7 +204,9 @@ class StaticSource:
 
 
 class IterSource:
-    """Adapts an async iterator of lines (LogLine, or stored text lines) to a line source."""
+    """Adapts an async iterator of lines (LogLine, or stored text lines) to a line source.
+    Ids are made strictly increasing (a line sharing its predecessor's timestamp gets +1 us),
+    since a resuming client skips every id up to the last one it saw."""
 
     def __init__(self, lines, source="", replay=()):
         self._source = source
@@ -218,8 +220,10 @@ class IterSource:
         try:
             async for item in lines:
                 if isinstance(item, LogLine):
+                    if item.id <= self._last_id:
+                        item.id = self._last_id + 1
+                    self._last_id = item.id
                     self._buffer.append(item)
-                    self._last_id = max(self._last_id, item.id)
                 else:
                     parsed, self._last_id = parse_lines(item.split("\n"), self._last_id, self._source)
                     self._buffer.extend(parsed)
@@ -427,9 +431,17 @@ async def follow_file(path, source, finished, lines=10, after=None):
         follower = _followers[path] = FileFollower(path, source, finished)
         sub = FollowSource(follower, 0)
         follower.subscribe(sub)  # before start(): the poll loop runs while it has subscribers
-        await follower.start()
+        try:
+            await follower.start()
+        except BaseException:
+            if _followers.get(path) is follower:
+                del _followers[path]
+            follower.ready.set()  # clients waiting for it find it unstarted and give up
+            raise
     else:
         await follower.ready.wait()
+        if follower._task is None:
+            raise RuntimeError(f"could not follow {path}")
         sub = FollowSource(follower, follower.end)
         follower.subscribe(sub)
     # The snapshot (offset, cursor) is taken without an await in between, so history up to

@@ -120,9 +120,9 @@ class Runner:
         finally:
             if fd is not None:
                 os.close(fd)
-        store.set_pid(task.id, popen.pid)
         deadline = time.monotonic() + task.timeout if task.timeout else None
-        self.children[task.id] = Child(task.id, popen, deadline)
+        self.children[task.id] = Child(task.id, popen, deadline)  # tracked before anything can fail
+        store.set_pid(task.id, popen.pid)
 
     def _watch_children(self):
         if not self.children:
@@ -140,7 +140,8 @@ class Runner:
                     store.set_stop_reason(child.task_id, store.TIMEOUT)
                     self._signal(child, store.TIMEOUT, "time limit reached")
             elif not child.killed and now - child.term_at >= STOP_GRACE_SECS:
-                _append_log(child.task_id, f"task did not end within {STOP_GRACE_SECS:g}s of SIGTERM: SIGKILL")
+                _append_log(child.task_id,
+                            f"task did not end within {STOP_GRACE_SECS:g}s of SIGTERM: SIGKILL")
                 _killpg(child.popen.pid, signal.SIGKILL)
                 child.killed = True
 

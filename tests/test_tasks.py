@@ -6,7 +6,6 @@ with the domain call `tasks.start(...)` against the server's database, as any Be
 may; the server's runner claims them from the table like any other task.
 """
 import os
-import signal
 import threading
 import time
 
@@ -436,6 +435,7 @@ def test_server_stop_and_sigkill_leave_no_task_active():
 # schedules and several processes on one PostgreSQL database
 
 def test_schedule_fires_once_across_two_servers(postgres):
+    """Server one (1 worker) and server two (2 workers) share a database: three schedulers."""
     url = postgres.new_database()
     one = BerthServer(database_url=url).start()
     two = None
@@ -444,16 +444,15 @@ def test_schedule_fires_once_across_two_servers(postgres):
         # a task claimed by server one, stopped through server two: stop crosses processes
         sleeping = start_task(one, "sleeper", args={"seconds": 120})
         wait_task(api_one, sleeping, lambda t: t["percent"] == 10)
-        two = BerthServer(database_url=url).start()
-        api_two = login(two)
-        assert api_two.post(f"/tasks/{sleeping}/stop").status_code == 204
-        assert wait_task(api_one, sleeping)["error"]["code"] == "stopped"
-
         from tasks import schedules
         with Db(one):
             schedules.save("test-every-second", "* * * * * *", f"{BODIES}:record_fire",
                            {"type": "syncDnsRecords"})
-        time.sleep(4.5)
+        two = BerthServer(database_url=url, workers=2).start()  # loads the stored schedule
+        api_two = login(two)
+        assert api_two.post(f"/tasks/{sleeping}/stop").status_code == 204
+        assert wait_task(api_one, sleeping)["error"]["code"] == "stopped"
+        time.sleep(3)
         one.stop()  # the schedule goes on firing from server two alone
         time.sleep(2)
         with Db(one):
