@@ -38,8 +38,8 @@ def check_all(fire_time=None):
     global _reconciled
     reconcile_states()
     if not _reconciled:
-        _reconciled = True
         reconcile_runtime()
+        _reconciled = True  # only once it worked: a failure (engine down) is retried next time
     for app in App.select().where(App.installation_state == "installed"):
         check(app)
 
@@ -65,7 +65,10 @@ def reconcile_states():
 
 def reconcile_runtime():
     known = {app.id: app for app in App.select()}
+    mine = containers.instance_id()
     for container in containers.list_managed():
+        if container["labels"].get(containers.LABEL_INSTANCE, mine) != mine:
+            continue  # another Berth on the same engine
         if container["app_id"] not in known:
             log.warning("stray container %s (%s) is labelled as Berth's but belongs to no app",
                         container["name"], container["id"][:12])

@@ -3,6 +3,7 @@ import asyncio
 
 import containers
 import logstream
+from errors import PreconditionFailed
 
 
 def _line(app_id, ts, text):
@@ -20,6 +21,12 @@ def _unique(lines):
     return lines
 
 
+def check_available(app_id):
+    """Logs come from the container: none yet (e.g. its image never arrived) is a 412."""
+    if containers.inspect(app_id) is None:
+        raise PreconditionFailed("The app has no container yet, so it has no log")
+
+
 def tail(app_id, lines=10):
     count = 100000 if lines is None or lines < 0 else lines
     return _unique([_line(app_id, ts, text) for ts, text in containers.logs(app_id, count)])
@@ -34,6 +41,7 @@ def download(app_id, lines=10, fmt="json"):
 
 async def follow(app_id, lines=10, after=None):
     """A logstream line source: the last `lines` lines (or those after `after`), then new ones."""
+    await asyncio.to_thread(check_available, app_id)
     replay = await asyncio.to_thread(tail, app_id, -1 if after is not None else lines)
     if after is not None:
         replay = [line for line in replay if line.id > after]

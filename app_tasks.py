@@ -43,7 +43,6 @@ def environment(app):
         "CLOUDRON_APP_DOMAIN": host,
         "CLOUDRON_API_ORIGIN": _origin(),
         "CLOUDRON_WEBADMIN_ORIGIN": _origin(),
-        "CLOUDRON_PROXY_IP": "127.0.0.1",
     }
     env.update({name: str(port) for name, port in (app.port_bindings or {}).items()})
     env.update(app.env or {})
@@ -80,7 +79,10 @@ def _set(app_id, **fields):
 @contextlib.contextmanager
 def _run(task, app_id, state):
     app = apps.get_app(app_id)
-    _set(app_id, installation_state=state, task_id=task.id, error=None)
+    # A request queued after this task has already recorded its own state and task id (apps._queue);
+    # that is what the app shows until that task runs, so only an older or no task is replaced.
+    App.update(installation_state=state, task_id=task.id, error=None, ts=utcnow()).where(
+        (App.id == app_id) & (App.task_id.is_null(True) | (App.task_id <= task.id))).execute()
     try:
         yield App.get_by_id(app_id)
     except BaseException as e:  # noqa: B902 - a stop (TaskStopped) must mark the app too
@@ -112,7 +114,10 @@ def _create_container(task, app, percent=40):
         app.id, manifest["dockerImage"], env=environment(app),
         memory_limit=app.memory_limit or manifest.get("memoryLimit") or None,
         data_dir=apps.data_dir(app.id), http_port=manifest["httpPort"], host_port=app.host_port,
-        tcp_ports=ports.get("tcp"), udp_ports=ports.get("udp"))
+        tcp_ports=ports.get("tcp"), udp_ports=ports.get("udp"),
+        # the app's own TCP/UDP ports are for the outside world, like the proxy's ports
+        ports_ip=config.get().proxy_listen or "0.0.0.0",
+        labels={containers.LABEL_INSTANCE: containers.instance_id()})
     _set(app.id, container_id=created["id"], host_port=created["host_port"], run_state="running")
     app.host_port = created["host_port"]
     return app

@@ -11,6 +11,7 @@ put one readable line into the app's `error`.
 import asyncio
 import datetime
 import http.client
+import hashlib
 import os
 import re
 import socket
@@ -438,6 +439,14 @@ def inspect(app_id):
         "memory_limit": host_config.get("Memory") or None,
         "labels": labels,
     }
+
+
+LABEL_INSTANCE = "berth.instance"
+
+
+def instance_id():
+    """Which Berth (one data dir) a container belongs to, so several on one engine tell theirs apart."""
+    return hashlib.sha256(os.path.realpath(config.get().data_dir).encode()).hexdigest()[:16]
 
 
 def list_managed():

@@ -17,6 +17,7 @@ from connexion.datastructures import MediaTypeDict
 
 import app_health
 import auth
+import backups
 import config
 import handlers
 import logstream
@@ -82,6 +83,7 @@ def create_app(cfg=None):
     open_database(cfg.database_url)
     migrations.migrate()
     app_health.register()  # recurring health check and reconciliation of apps
+    backups.register()     # automatic backups (from the backup config) and the six-hourly cleanup
 
     spec = load_spec()
     handlers.ROUTES.clear()

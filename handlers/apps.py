@@ -4,9 +4,11 @@ import flask
 import accounts
 import app_logs
 import apps
+import backups
 import logstream
 from handlers import actor, not_implemented
 from handlers.app_schemas import full, restricted
+from handlers.backups import schema as backup_schema
 
 __getattr__ = not_implemented(__name__)
 
@@ -80,7 +82,8 @@ def set_location(appid, body, token_info):
 
 
 def set_label(appid, body, token_info):
-    apps.set_fields(actor(token_info), appid, label=body["label"].strip())
+    # label is x-nullable: null clears it, like "".
+    apps.set_fields(actor(token_info), appid, label=(body.get("label") or "").strip())
     return {}
 
 
@@ -106,6 +109,7 @@ def set_automatic_update(appid, body, token_info):
 
 def get_logs(appid, lines=10, format_="json"):
     apps.get_app(appid)
+    app_logs.check_available(appid)
     return flask.Response(app_logs.download(appid, lines, format_), mimetype="application/x-logs",
                           headers={"Content-Disposition": 'attachment; filename="log.txt"'})
 
@@ -116,3 +120,22 @@ async def stream_logs(appid, lines=10, last_event_id=None, **_):
     import asyncio
     await asyncio.to_thread(apps.get_app, appid)
     return await app_logs.follow(appid, lines, last_event_id)
+
+
+# ---- backups, restore and clone (domain code in backups.py) -------------------------------------
+
+def list_backups(appid, page=1, per_page=25):
+    return {"backups": backup_schema.dump(backups.list_app_backups(appid, page, per_page), many=True)}
+
+
+def backup_app(appid, token_info):
+    return _task(backups.start_app_backup(actor(token_info), appid))
+
+
+def restore_app(appid, body, token_info):
+    return _task(backups.start_app_restore(actor(token_info), appid, body["backupId"]))
+
+
+def clone_app(appid, body, token_info):
+    app_id, task_id = backups.start_clone(actor(token_info), appid, body)
+    return {"id": app_id, "taskId": str(task_id)}, 201

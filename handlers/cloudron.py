@@ -1,6 +1,7 @@
 """Cloudron tag: status, activation, login/logout, config, event log."""
 import accounts
 import audit
+import backups
 import config
 import sessions
 from errors import NotFound
@@ -21,13 +22,18 @@ def get_status():
         "provider": "generic", "cloudronName": "Berth", "footer": "", "adminFqdn": None,
         "activated": accounts.is_activated(),
         "setup": {"active": False, "message": "", "errorMessage": None},
-        "restore": {"active": False, "message": "", "errorMessage": None},
+        "restore": backups.restore_status(),
     }
 
 
 def activate(body):
     user, token, expires = sessions.activate(body, client_ip())
     return {"userId": user.id, "token": token, "expires": expires}, 201
+
+
+def restore(body):
+    backups.start_cloudron_restore(body, client_ip())
+    return {}
 
 
 def login(body):

@@ -1,4 +1,14 @@
 """settings tag of openapi.yaml."""
-from handlers import not_implemented
+import backups
+from handlers import actor, not_implemented
 
 __getattr__ = not_implemented(__name__)
+
+
+def get_backup_config():
+    return backups.masked_config()
+
+
+def set_backup_config(body, token_info):
+    backups.set_config(actor(token_info), body)
+    return {}

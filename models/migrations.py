@@ -9,11 +9,13 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as migrate_schema
 
 from .apps import App
+from .backups import Backup
 from .credentials import AppPassword, LoginFailure, Token
 from .db import database, is_postgres
 from .domains import Domain
 from .eventlog import Event
 from .identity import Group, GroupMember, User
+from .notifications import Notification
 from .settings import Setting
 from .tasks import Schedule, ScheduleRun, Task, TaskRunner
 
@@ -51,7 +53,11 @@ def _user_sort_key(db):
     User.update(sort_key=peewee.Case(None, [(User.username.is_null(), "~" + User.email)], User.username)).execute()
 
 
-MIGRATIONS = [_initial, _domains, _tasks, _apps, _user_sort_key]
+def _backups(db):
+    db.create_tables([Backup, Notification])
+
+
+MIGRATIONS = [_initial, _domains, _tasks, _apps, _user_sort_key, _backups]
 
 
 def current_version():

@@ -17,12 +17,9 @@ import traceback
 import config
 from models import open_database
 from tasks import context, store
+from tasks.context import TaskStopped
 
 PR_SET_PDEATHSIG = 1
-
-
-class TaskStopped(BaseException):
-    """Raised in the body when the runner asks the task to stop (SIGTERM)."""
 
 
 def _on_sigterm(signum, frame):
@@ -88,7 +85,9 @@ def run(task_id):
         ctx.log("task failed:\n" + traceback.format_exc().rstrip())
         code = getattr(e, "code", None)
         outcome = {"error": {"message": str(e) or type(e).__name__,
-                             "code": code if isinstance(code, str) else type(e).__name__}}
+                             "code": code if isinstance(code, str) else type(e).__name__},
+                   # a body may say how far it got (e.g. backup stages) on the exception
+                   "result": _jsonable(getattr(e, "result", None))}
     # From here on a stop request changes nothing: the outcome is known, record it whole.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     message = outcome["error"]["message"] if "error" in outcome else None if ctx.reported else "Done"

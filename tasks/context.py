@@ -12,6 +12,11 @@ import threading
 from tasks import logs, store
 
 
+class TaskStopped(BaseException):
+    """Raised in the body when the runner asks the task to stop (SIGTERM). Bodies may catch it
+    (to record the stop on their own objects) but must re-raise it."""
+
+
 class TaskContext:
     def __init__(self, task):
         self.id = task.id

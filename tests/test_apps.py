@@ -3,8 +3,12 @@
 through the API, the engine (docker inspect) and the proxy (curl --resolve on 127.0.0.1).
 
 Each test installs its own apps at its own locations on one shared server; the test that
-SIGKILLs a server gets a server of its own. Teardown stops the nginx each server started (it
-outlives Berth by design) and removes every container of the apps the tests created.
+SIGKILLs a server gets a server of its own, and one round of install/uninstall runs on
+PostgreSQL. Teardown stops the nginx each server started (it outlives Berth by design) and
+removes every container of the apps the tests created. The app catalog is tests/catalog.json,
+its image placeholder replaced by the test image's tag in a temp copy.
+
+Waits have timeouts only to fail instead of hanging; how fast installs are is bench/apps.py's job.
 """
 import json
 import os
@@ -50,10 +54,13 @@ class AppsBerth:
     """A Berth server with a managed nginx on free ports, an owner, the domain example.test, the
     test catalog, and helpers to drive apps and look at them from outside."""
 
-    def __init__(self, image, catalog, docker_client, tmp):
+    def __init__(self, image, catalog, docker_client, tmp, database_url=None):
         self.image = image
+        self.database_url = database_url
         self.docker = docker_client
-        self.env = proxy_env({"BERTH_APP_CATALOG": catalog})
+        # Polling task and app states is most of what these tests send, on one token: not the
+        # per-token rate limit's test, so it is off (BERTH_RATE_LIMIT=0).
+        self.env = proxy_env({"BERTH_APP_CATALOG": catalog, "BERTH_RATE_LIMIT": "0"})
         self.http_port = int(self.env["BERTH_PROXY_HTTP_PORT"])
         self.https_port = int(self.env["BERTH_PROXY_HTTPS_PORT"])
         self.data_dir = tmp
@@ -64,7 +71,8 @@ class AppsBerth:
     # -- the server -----------------------------------------------------------------------------
 
     def start(self):
-        self.server = BerthServer(data_dir=self.data_dir, env=self.env).start()
+        self.server = BerthServer(database_url=self.database_url, data_dir=self.data_dir,
+                                  env=self.env).start()
         token = self.api.token if self.api else None
         if token is None:
             anon = Api(self.server.api)
@@ -166,6 +174,17 @@ class AppsBerth:
         headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
         return int(lines[0].split()[1]), headers, body
 
+    def wait_page(self, host, what, predicate, timeout=10):
+        """Poll the page at `host` until predicate(status, body); the proxy is updated right
+        after the database, so a state seen through the API may be ahead of nginx by a reload."""
+        deadline = time.time() + timeout
+        while True:
+            status, _, body = self.curl(host)
+            if predicate(status, body):
+                return status, body
+            assert time.time() < deadline, f"{host} never {what} within {timeout}s: {status} {body}"
+            time.sleep(0.2)
+
     def container_env(self, fqdn):
         """The container's environment, as its /cgi-bin/env answers through the proxy."""
         status, _, body = self.curl(fqdn, "/cgi-bin/env")
@@ -211,9 +230,9 @@ def parts(tmp_path_factory):
     return {"image": image, "catalog": str(catalog), "docker": client}
 
 
-def _berth(parts, tmp_path_factory):
+def _berth(parts, tmp_path_factory, database_url=None):
     return AppsBerth(parts["image"], parts["catalog"], parts["docker"],
-                     str(tmp_path_factory.mktemp("berth-apps")))
+                     str(tmp_path_factory.mktemp("berth-apps")), database_url)
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +298,14 @@ def test_install_serves_the_app_over_https(apps):
     bindings = info["HostConfig"]["PortBindings"][f"{images.PORT}/tcp"]
     assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
     assert os.path.exists(apps.vhost(app_id))
+
+    # Settings only Berth keeps are answered at once, without a task.
+    r = apps.api.post(f"/apps/{app_id}/configure/label", json={"label": None})   # x-nullable
+    assert (r.status_code, r.json()) == (200, {}), r.text
+    r = apps.api.post(f"/apps/{app_id}/configure/tags", json={"tags": [" a ", "b"]})
+    assert (r.status_code, r.json()) == (200, {}), r.text
+    app = apps.app(app_id)
+    assert (app["label"], app["tags"], app["installationState"]) == ("", ["a", "b"], "installed")
 
 
 def test_install_from_the_catalog(apps):
@@ -417,6 +444,26 @@ def test_stop_start_restart(apps):
     assert status == 200 and images.INDEX_MARKER in body
     assert apps.starts(app_id) == 3
 
+    # A request made while another task runs on the app waits as pending, and the app shows that
+    # newest request until it is done (never `installed` with work still queued). The app is read
+    # before the task: a task seen pending was pending when the app was read.
+    stop_task = apps.api.post(f"/apps/{app_id}/stop").json()["taskId"]
+    start_task = apps.api.post(f"/apps/{app_id}/start").json()["taskId"]
+    observed = 0
+    while True:
+        app = apps.app(app_id)
+        task = apps.api.get(f"/tasks/{start_task}").json()
+        if not task["pending"]:
+            break
+        assert (app["installationState"], app["taskId"]) == ("pending_start", start_task), app
+        observed += 1
+        time.sleep(0.02)
+    assert observed, "the start request never waited for the stop task"
+    assert apps.wait_task(stop_task)["success"] and apps.wait_task(start_task)["success"]
+    app = apps.app(app_id)
+    assert (app["installationState"], app["runState"], app["health"]) == ("installed", "running", "healthy")
+    assert apps.starts(app_id) == 4
+
 
 def test_uninstall_leaves_nothing_behind(apps):
     app = apps.install(unique("gone"))
@@ -478,6 +525,7 @@ def test_server_killed_during_install_leaves_app_in_error(parts, tmp_path_factor
     berth = _berth(parts, tmp_path_factory)
     try:
         berth.start()
+        keep = berth.install(unique("keep"))
         r = berth.request_install(unique("crash"), env={"TEST_HEALTH_DELAY": "30"})
         assert r.status_code == 202, r.text
         app_id, task_id = r.json()["id"], r.json()["taskId"]
@@ -488,6 +536,9 @@ def test_server_killed_during_install_leaves_app_in_error(parts, tmp_path_factor
             time.sleep(0.1)
         assert berth.app(app_id)["installationState"] == "pending_install"
         berth.server.kill()
+        # While Berth is down, an installed app loses its container and its vhost file.
+        berth.docker.containers.get(berth.container(keep["id"])["Id"]).remove(force=True)
+        os.unlink(berth.vhost(keep["id"]))
 
         berth.start()   # same data dir, same database, same nginx
         app = berth.wait_app(app_id, "in error after the restart",
@@ -497,8 +548,16 @@ def test_server_killed_during_install_leaves_app_in_error(parts, tmp_path_factor
         assert app["taskId"] is None
         task = berth.api.get(f"/tasks/{task_id}").json()
         assert not task["active"] and not task["success"], task
-        status, _, body = berth.curl(app["fqdn"])
-        assert status == 503 and "not available" in body, body
+        berth.wait_page(app["fqdn"], "showed the error page",
+                        lambda status, body: status == 503 and "not available" in body)
+
+        # Start-up reconciliation re-created the missing container and rewrote the vhost.
+        berth.wait_app(keep["id"], "healthy again with a new container",
+                       lambda a: a["installationState"] == "installed" and a["health"] == "healthy"
+                       and berth.container(keep["id"]) is not None, timeout=20)
+        assert os.path.exists(berth.vhost(keep["id"]))
+        berth.wait_page(keep["fqdn"], "served the app again",
+                        lambda status, body: status == 200 and images.INDEX_MARKER in body)
 
         # Dropping the slow health check through configure re-creates the app...
         task = berth.run(berth.api.post(f"/apps/{app_id}/configure/env", json={"env": {}}))
@@ -522,9 +581,17 @@ def test_server_killed_during_install_leaves_app_in_error(parts, tmp_path_factor
 def test_container_killed_from_outside_is_reported_and_comes_back(apps):
     app = apps.install(unique("kill"))
     app_id = app["id"]
-    apps.docker.containers.get(apps.container(app_id)["Id"]).kill()
+    container = apps.docker.containers.get(apps.container(app_id)["Id"])
+    # Running but failing its health path: unhealthy (the health check runs every 10 s).
+    assert container.exec_run(["rm", "/www/health"]).exit_code == 0
+    app = apps.wait_app(app_id, "reported unhealthy", lambda a: a["health"] == "unhealthy", timeout=25)
+    assert (app["installationState"], app["runState"]) == ("installed", "running")
+    status, _, body = apps.curl(app["fqdn"])
+    assert status == 200 and images.INDEX_MARKER in body     # unhealthy is reported, not hidden
+    assert apps.starts(app_id) == 1
+    container.kill()
     # The health check runs every 10 s: it sees the app down, reports it, and starts it again.
-    down = apps.wait_app(app_id, "reported down", lambda a: a["health"] in ("dead", "unhealthy"), timeout=25)
+    down = apps.wait_app(app_id, "reported dead", lambda a: a["health"] == "dead", timeout=25)
     assert down["installationState"] == "installed"
     app = apps.wait_app(app_id, "healthy again", lambda a: a["health"] == "healthy", timeout=25)
     assert app["runState"] == "running"
@@ -536,11 +603,12 @@ def test_container_killed_from_outside_is_reported_and_comes_back(apps):
 
 # ---- logs -------------------------------------------------------------------------------------
 
-def _events(response, until, timeout=20):
-    """Read SSE events until `until(data)` is true for one; returns (retry seen, [data dicts])."""
+def _events(lines, until, timeout=20):
+    """Read SSE events from `lines` (one iter_lines() of the response: a second one would lose
+    what the first buffered) until `until(data)` is true for one; (retry seen, [data dicts])."""
     retry, seen, event = False, [], {}
     deadline = time.time() + timeout
-    for raw in response.iter_lines(decode_unicode=True):
+    for raw in lines:
         assert time.time() < deadline, f"no matching event within {timeout}s: {seen}"
         if raw.startswith("retry:"):
             retry = True
@@ -580,14 +648,15 @@ def test_logs_and_logstream(apps):
                       headers={**auth, "Accept": "text/event-stream"}) as stream:
         assert stream.status_code == 200, stream.text
         assert stream.headers["content-type"].startswith("text/event-stream")
-        retry, replay = _events(stream, lambda d: d["message"] == "berth-test: healthy")
+        lines = stream.iter_lines(decode_unicode=True)
+        retry, replay = _events(lines, lambda d: d["message"] == "berth-test: healthy")
         assert retry and {d["source"] for d in replay} == {app_id}
-        # New output arrives as it is written: the image logs each request it serves.
-        count = sum("response:200" in d["message"] for d in replay)
+        # New output arrives as it is written: the image logs each request it serves (the same
+        # host clock stamps the lines, so "after t0" means written after this request).
+        t0 = int(time.time() * 1_000_000)
         status, _, _ = apps.curl(fqdn)
         assert status == 200
-        _, new = _events(stream, lambda d: "response:200" in d["message"])
-        assert count + sum("response:200" in d["message"] for d in new) > count
+        _events(lines, lambda d: "response:200" in d["message"] and d["realtimeTimestamp"] > t0)
 
 
 # ---- who sees what ----------------------------------------------------------------------------
@@ -640,3 +709,23 @@ def test_plain_users_see_only_apps_they_may_use(apps):
     restrict(None)                   # everyone
     assert app_id in visible()
     assert apps.app(app_id)["accessRestriction"] is None
+
+
+# ---- the other database -----------------------------------------------------------------------
+
+def test_install_and_uninstall_on_postgresql(parts, postgres, tmp_path_factory):
+    """The app lifecycle's own SQL (queue, state guards, uniqueness) on PostgreSQL: one round."""
+    berth = _berth(parts, tmp_path_factory, postgres.new_database())
+    try:
+        berth.start()
+        app = berth.install(unique("pg"), env={"DB": "pg"})
+        assert (app["health"], app["env"]) == ("healthy", {"DB": "pg"})
+        status, _, body = berth.curl(app["fqdn"])
+        assert status == 200 and images.INDEX_MARKER in body
+        assert berth.request_install(app["location"]).status_code == 409
+        task = berth.run(berth.api.post(f"/apps/{app['id']}/uninstall"))
+        assert task["success"], task
+        assert berth.api.get(f"/apps/{app['id']}").status_code == 404
+        assert berth.container(app["id"]) is None
+    finally:
+        berth.close()

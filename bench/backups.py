@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""Backup speed and memory on mixed app data, measured in one run:
+
+    .venv/bin/python bench/backups.py [--size 1G] [--repeat 2] [--dir /var/tmp]
+
+1. Builds --size of mixed data in a temp dir (same filesystem as the outputs): half in many small
+   files (1-64 KiB), half in four large files; each 64 KiB piece is either random bytes or
+   repeated text, so the data is partly compressible.
+2. tgz backup (backup_formats.pack to a filesystem storage, in a child process) beside
+   `tar -c | gzip -1 > file` of the same folder, and beside `tar -c | pigz -1` / `zstd -1 -T0`
+   where those programs exist (the compressor Berth uses is gzip level 1, parallel in-process).
+   Target: tgz throughput >= 0.9 x tar|gzip -1.
+3. rsync: a first backup, then 1% of the files changed (rewritten with new bytes, chosen at
+   random among the small files) and a second backup against the first: bytes uploaded and time
+   as a fraction of the first. Target < 5%.
+4. Restore (backup_formats.unpack, child process) beside `tar -xzf` of the baseline archive.
+5. Peak memory: the resident high-water mark (VmHWM) of each child process doing a backup or a
+   restore. Target < 200 MB.
+
+Each timing is the best of --repeat runs, baseline and Berth alternating, with `sync` before each
+so one run's write-back does not land on the next. Berth's writes are fsync'ed (a backup must be
+durable); the baseline is shown with and without an fsync of its output, the ratio uses the faster.
+Exit status 0 whatever the figures, 2 if the benchmark could not run.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+sys.path[:0] = [ROOT]
+
+TARGET_TGZ_RATIO, TARGET_RSYNC_FRACTION, TARGET_RSS_MB = 0.9, 0.05, 200
+KEY = "bench encryption password"
+
+
+def parse_size(text):
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().rstrip("B").rstrip("I")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+# ---- data --------------------------------------------------------------------------------------
+
+def build_data(root, size, seed=1):
+    rnd = random.Random(seed)
+    words = [bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 10)))
+             for _ in range(5000)]
+    corpus = bytearray()
+    while len(corpus) < (8 << 20):
+        corpus += b" ".join(rnd.choice(words) for _ in range(12)) + b"\n"
+    corpus = bytes(corpus)
+
+    def mixed(n):
+        out = bytearray()
+        while len(out) < n:
+            k = min(65536, n - len(out))
+            if rnd.random() < 0.5:
+                out += os.urandom(k)
+            else:
+                start = rnd.randrange(len(corpus) - k)
+                out += corpus[start:start + k]
+        return out
+
+    os.makedirs(root)
+    large_total = size // 2
+    for i in range(4):
+        with open(os.path.join(root, f"large{i}.bin"), "wb") as f:
+            left = large_total // 4
+            while left:
+                k = min(left, 8 << 20)
+                f.write(mixed(k))
+                left -= k
+    small, done, n = size - large_total, 0, 0
+    smalls = []
+    while done < small:
+        folder = os.path.join(root, f"app{n // 2000}", f"d{n // 200 % 10:02d}")
+        os.makedirs(folder, exist_ok=True)
+        k = min(small - done, rnd.randint(1024, 64 * 1024))
+        path = os.path.join(folder, f"f{n:06d}.dat")
+        with open(path, "wb") as f:
+            f.write(mixed(k))
+        smalls.append(path)
+        done += k
+        n += 1
+    return smalls
+
+
+def tree_bytes(root):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
+
+
+# ---- child process: run one Berth operation and report its own peak memory ---------------------
+
+def child(spec):
+    import backup_formats as bf
+    import backup_storage as bs
+    storage = bs.FilesystemStorage(spec["store"])
+    start = time.monotonic()
+    if spec["op"] == "pack":
+        result = bf.pack(spec["fmt"], spec["src"], storage, spec["remote"], key=spec.get("key"),
+                         previous=spec.get("previous"), log=lambda m: None,
+                         concurrency=spec.get("concurrency", 4))
+    else:
+        result = bf.unpack(spec["fmt"], storage, spec["remote"], spec["dest"], key=spec.get("key"),
+                           log=lambda m: None)
+    elapsed = time.monotonic() - start
+    with open("/proc/self/status") as f:
+        hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    print(json.dumps({"elapsed": elapsed, "result": result, "rss_kb": hwm}))
+
+
+def run_child(spec):
+    os.sync()
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
+                       capture_output=True, text=True, cwd=ROOT)
+    if r.returncode != 0:
+        raise RuntimeError(f"child failed: {r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# ---- baselines ---------------------------------------------------------------------------------
+
+def timed_pipeline(src, out_path, compressor, fsync=False):
+    os.sync()
+    start = time.monotonic()
+    with open(out_path, "wb") as out:
+        tar = subprocess.Popen(["tar", "-c", "-f", "-", "-C", src, "."], stdout=subprocess.PIPE)
+        comp = subprocess.Popen(compressor, stdin=tar.stdout, stdout=out)
+        tar.stdout.close()
+        if comp.wait() != 0 or tar.wait() != 0:
+            raise RuntimeError(f"{compressor[0]} pipeline failed")
+        if fsync:
+            os.fsync(out.fileno())
+    return time.monotonic() - start
+
+
+def timed_extract(archive, dest):
+    os.makedirs(dest)
+    os.sync()
+    start = time.monotonic()
+    subprocess.run(["tar", "-xzf", archive, "-C", dest], check=True)
+    return time.monotonic() - start
+
+
+def rm(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.unlink(path)
+
+
+def mbps(nbytes, secs):
+    return nbytes / secs / 1e6
+
+
+def row(label, nbytes, secs, extra=""):
+    print(f"{label:32s} {mbps(nbytes, secs):7.1f} MB/s {secs:7.2f} s   {extra}")
+
+
+def verdict(ok):
+    return "OK" if ok else "MISSED"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", default="1G", help="amount of data (e.g. 1G, 256M); default 1G")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per timing, best kept (default 2)")
+    ap.add_argument("--dir", default=None, help="where to build the data and write backups")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(json.loads(args.child))
+    if not shutil.which("tar") or not shutil.which("gzip"):
+        print("needs GNU tar and gzip", file=sys.stderr)
+        return 2
+    size = parse_size(args.size)
+    work = tempfile.mkdtemp(prefix="berth-bench-backups-", dir=args.dir)
+    src, store, out = os.path.join(work, "src"), os.path.join(work, "store"), os.path.join(work, "out")
+    os.makedirs(out)
+    rss = []
+    try:
+        t = time.monotonic()
+        smalls = build_data(src, size)
+        nbytes = tree_bytes(src)
+        nfiles = len(smalls) + 4
+        print(f"data: {nbytes / 1e6:.0f} MB in {nfiles} files ({len(smalls)} small, 4 large), "
+              f"built in {time.monotonic() - t:.0f} s, in {work}  [{os.cpu_count()} CPUs]")
+        subprocess.run(["tar", "-c", "-f", "/dev/null", "-C", src, "."], check=True)   # warm the page cache
+
+        # -- tgz backup vs tar | gzip -1 ------------------------------------------------------
+        base, base_sync, tgz, tgz_enc = [], [], [], []
+        base_archive = os.path.join(out, "base.tar.gz")
+        for i in range(args.repeat):
+            rm(base_archive)
+            base.append(timed_pipeline(src, base_archive, ["gzip", "-1"]))
+            rm(base_archive)
+            base_sync.append(timed_pipeline(src, base_archive, ["gzip", "-1"], fsync=True))
+            rm(store)
+            r = run_child({"op": "pack", "fmt": "tgz", "src": src, "store": store, "remote": "tgz"})
+            tgz.append(r["elapsed"])
+            rss.append(("tgz backup", r["rss_kb"]))
+            tgz_size = r["result"]["size"]
+            rm(store)
+            r = run_child({"op": "pack", "fmt": "tgz", "src": src, "store": store, "remote": "tgz",
+                           "key": KEY})
+            tgz_enc.append(r["elapsed"])
+            rss.append(("tgz backup, encrypted", r["rss_kb"]))
+        base_size = os.path.getsize(base_archive)
+        b, bs_, o, oe = min(base), min(base_sync), min(tgz), min(tgz_enc)
+        ref = min(b, bs_)
+        print("\n== tgz backup (source MB/s) ==")
+        row("tar -c | gzip -1 > file", nbytes, b, f"-> {base_size / 1e6:.0f} MB")
+        row("  same + fsync of the file", nbytes, bs_)
+        row("berth tgz (gzip -1, parallel)", nbytes, o, f"-> {tgz_size / 1e6:.0f} MB   ratio {ref / o:.2f} "
+            f"(target >= {TARGET_TGZ_RATIO}) {verdict(ref / o >= TARGET_TGZ_RATIO)}")
+        row("berth tgz, encrypted", nbytes, oe, f"ratio {ref / oe:.2f}")
+        for name, cmd in (("pigz", ["pigz", "-1"]), ("zstd", ["zstd", "-1", "-T0", "-q"])):
+            if shutil.which(name):
+                path = os.path.join(out, f"alt.{name}")
+                secs = min(timed_pipeline(src, path, cmd) for _ in range(args.repeat))
+                row(f"tar -c | {' '.join(cmd)}", nbytes, secs,
+                    f"-> {os.path.getsize(path) / 1e6:.0f} MB   (for comparison)")
+                rm(path)
+            else:
+                print(f"tar -c | {' '.join(cmd):20s}  ({name} not installed)")
+
+        # -- restore vs tar -x ---------------------------------------------------------------
+        rm(store)
+        run_child({"op": "pack", "fmt": "tgz", "src": src, "store": store, "remote": "tgz"})
+        base_x, ours_x = [], []
+        for i in range(args.repeat):
+            dest = os.path.join(out, "x-base")
+            rm(dest)
+            base_x.append(timed_extract(base_archive, dest))
+            rm(dest)
+            dest = os.path.join(out, "x-berth")
+            rm(dest)
+            r = run_child({"op": "unpack", "fmt": "tgz", "store": store, "remote": "tgz", "dest": dest})
+            ours_x.append(r["elapsed"])
+            rss.append(("tgz restore", r["rss_kb"]))
+            rm(dest)
+        bx, ox = min(base_x), min(ours_x)
+        print("\n== restore (source MB/s) ==")
+        row("tar -xzf", nbytes, bx)
+        row("berth tgz restore", nbytes, ox, f"ratio {bx / ox:.2f}")
+        rm(store)
+        rm(base_archive)
+
+        # -- rsync: first and second backup --------------------------------------------------
+        r1 = run_child({"op": "pack", "fmt": "rsync", "src": src, "store": store, "remote": "r1"})
+        rss.append(("rsync backup", r1["rss_kb"]))
+        rnd = random.Random(7)
+        changed = rnd.sample(smalls, max(1, nfiles // 100))
+        changed_bytes = 0
+        for p in changed:
+            n = os.path.getsize(p)
+            with open(p, "wb") as f:
+                f.write(os.urandom(n))
+            changed_bytes += n
+        r2 = run_child({"op": "pack", "fmt": "rsync", "src": src, "store": store, "remote": "r2",
+                        "previous": "r1"})
+        rss.append(("rsync incremental backup", r2["rss_kb"]))
+        u1, u2 = r1["result"]["uploadedBytes"], r2["result"]["uploadedBytes"]
+        t1, t2 = r1["elapsed"], r2["elapsed"]
+        print("\n== rsync ==")
+        row("first backup", nbytes, t1, f"{u1 / 1e6:.1f} MB uploaded")
+        print(f"after changing {len(changed)} files ({len(changed) / nfiles:.1%}, "
+              f"{changed_bytes / 1e6:.1f} MB):")
+        row("second backup", nbytes, t2, f"{u2 / 1e6:.1f} MB uploaded, "
+            f"{r2['result']['copiedFiles']} unchanged files hard-linked")
+        ok_b = u2 / u1 < TARGET_RSYNC_FRACTION
+        ok_t = t2 / t1 < TARGET_RSYNC_FRACTION
+        print(f"second / first: bytes {u2 / u1:.2%} ({verdict(ok_b)}), time {t2 / t1:.2%} "
+              f"({verdict(ok_t)})  (target < {TARGET_RSYNC_FRACTION:.0%})")
+        dest = os.path.join(out, "x-rsync")
+        r3 = run_child({"op": "unpack", "fmt": "rsync", "store": store, "remote": "r2", "dest": dest})
+        rss.append(("rsync restore", r3["rss_kb"]))
+        row("rsync restore", nbytes, r3["elapsed"])
+
+        # -- memory --------------------------------------------------------------------------
+        print("\n== peak memory (VmHWM of the process doing the work) ==")
+        worst = {}
+        for name, kb in rss:
+            worst[name] = max(worst.get(name, 0), kb)
+        for name, kb in worst.items():
+            print(f"{name:30s} {kb / 1024:7.1f} MB")
+        peak = max(worst.values()) / 1024
+        print(f"peak {peak:.1f} MB (target < {TARGET_RSS_MB} MB) {verdict(peak < TARGET_RSS_MB)}")
+    except Exception as e:  # noqa: BLE001 - a benchmark reports, it does not trace back
+        print(f"benchmark failed: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
