@@ -1,6 +1,6 @@
 """App task bodies: they run in a task process (tasks.child) and do the Docker and nginx work.
 
-Every body goes through `_run`, which marks the app as busy with this task, and records the
+Every body goes through `run_app_task`, which marks the app as busy with this task, and records the
 outcome on the app: `installed` on success, `error` (with the message, the state that failed
 and the task id, for repair) on any failure or stop. A process killed outright (SIGKILL,
 server crash, timeout) cannot write that; app_health.reconcile_states does it afterwards.
@@ -77,7 +77,7 @@ def _set(app_id, **fields):
 
 
 @contextlib.contextmanager
-def _run(task, app_id, state):
+def run_app_task(task, app_id, state):
     app = apps.get_app(app_id)
     # A request queued after this task has already recorded its own state and task id (apps._queue);
     # that is what the app shows until that task runs, so only an older or no task is replaced.
@@ -130,86 +130,82 @@ def _wait_healthy(task, app, percent=80):
     _set(app.id, health="healthy", health_changed_at=utcnow())
 
 
-def _proxy(task, app, state="running", percent=95):
+def write_proxy(task, app, state="running", percent=95):
     task.progress(percent, f"Configuring reverse proxy for {apps.fqdn(app)}")
     reverse_proxy.write_app_vhost(**vhost_spec(app, state))
 
 
-def _bring_up(task, app):
+def bring_up(task, app):
     """Data folder, image, container, health, vhost: the whole of an install, idempotent."""
     task.progress(10, "Creating data folder")
     os.makedirs(apps.data_dir(app.id), exist_ok=True)
-    _proxy(task, app, "installing", percent=20)
+    write_proxy(task, app, "installing", percent=20)
     app = _create_container(task, app)
     _wait_healthy(task, app)
-    _proxy(task, app)
+    write_proxy(task, app)
     task.progress(100, "Installed")
 
 
 def install(task, app_id, **_):
-    with _run(task, app_id, "pending_install") as app:
-        _bring_up(task, app)
+    with run_app_task(task, app_id, "pending_install") as app:
+        bring_up(task, app)
 
 
 def configure(task, app_id, **_):
     """Re-create the container from the stored configuration (also what repair runs)."""
-    with _run(task, app_id, "pending_configure") as app:
+    with run_app_task(task, app_id, "pending_configure") as app:
         old = reverse_proxy.vhosts().get(app.id)
         if old and old.get("fqdn") != apps.fqdn(app):
             reverse_proxy.remove_app_vhost(app.id)
-        _bring_up(task, app)
+        bring_up(task, app)
         if app.run_state == "stopped":
             containers.stop(app.id)
             _set(app.id, run_state="stopped")
-            _proxy(task, app, "stopped")
+            write_proxy(task, app, "stopped")
 
 
 def update(task, app_id, manifest, **_):
-    with _run(task, app_id, "pending_update") as app:
+    with run_app_task(task, app_id, "pending_update") as app:
         task.progress(5, f"Updating to {manifest['id']} {manifest['version']}")
         containers.ensure_image(manifest["dockerImage"], log=task.log)
         _set(app.id, manifest=manifest, update_time=utcnow())
         app.manifest = manifest
-        _bring_up(task, app)
+        bring_up(task, app)
 
 
 def start(task, app_id, **_):
-    with _run(task, app_id, "pending_start") as app:
-        task.progress(30, "Starting container")
-        if containers.inspect(app.id) is None:
-            app = _create_container(task, app)
-        else:
-            containers.start(app.id)
-        _set(app.id, run_state="running")
-        _wait_healthy(task, app)
-        _proxy(task, app)
-        task.progress(100, "Started")
+    _run_container(task, app_id, "pending_start", containers.start, "Starting container", "Started")
 
 
 def stop(task, app_id, **_):
-    with _run(task, app_id, "pending_stop") as app:
+    with run_app_task(task, app_id, "pending_stop") as app:
         task.progress(30, "Stopping container")
         containers.stop(app.id)
         _set(app.id, run_state="stopped", health=None)
-        _proxy(task, app, "stopped")
+        write_proxy(task, app, "stopped")
         task.progress(100, "Stopped")
 
 
 def restart(task, app_id, **_):
-    with _run(task, app_id, "pending_restart") as app:
-        task.progress(30, "Restarting container")
+    _run_container(task, app_id, "pending_restart", containers.restart, "Restarting container", "Restarted")
+
+
+def _run_container(task, app_id, state, action, doing, done):
+    """Start or restart the container (re-created if it is gone), then wait for health."""
+    with run_app_task(task, app_id, state) as app:
+        task.progress(30, doing)
         if containers.inspect(app.id) is None:
             app = _create_container(task, app)
         else:
-            containers.restart(app.id)
+            action(app.id)
         _set(app.id, run_state="running")
         _wait_healthy(task, app)
-        _proxy(task, app)
-        task.progress(100, "Restarted")
+        write_proxy(task, app)
+        task.progress(100, done)
 
 
 def uninstall(task, app_id, **_):
-    with _run(task, app_id, "pending_uninstall") as app:
+    with run_app_task(task, app_id, "pending_uninstall") as app:
         task.progress(20, "Removing container")
         containers.remove(app.id)
         task.progress(50, "Removing reverse proxy configuration")

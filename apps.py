@@ -79,7 +79,7 @@ def _hostnames(app):
     return names
 
 
-def _check_location(location, domain, exclude_app=None, field="location"):
+def check_location(location, domain, exclude_app=None, field="location"):
     location = (location or "").strip().lower()
     if domains.find(domain) is None:
         raise BadRequest(f"no such domain '{domain}' (add it under /domains first)", "domain")
@@ -100,7 +100,7 @@ def _port_free(port):
     return True
 
 
-def _check_port_bindings(manifest, bindings, exclude_app=None):
+def check_port_bindings(manifest, bindings, exclude_app=None):
     declared = manifests.declared_ports(manifest)
     clean = {}
     taken = {}
@@ -178,11 +178,11 @@ def _check_operable(app, op):
 def install(actor, body):
     store_id, manifest = _resolve_manifest(body)
     domain = body["domain"]
-    location = _check_location(body.get("location", ""), domain)
+    location = check_location(body.get("location", ""), domain)
     app = App(
         id=str(uuid.uuid4()), app_store_id=store_id, manifest=manifest,
         installation_state="pending_install", run_state="running", location=location, domain=domain,
-        port_bindings=_check_port_bindings(manifest, body.get("portBindings")),
+        port_bindings=check_port_bindings(manifest, body.get("portBindings")),
         access_restriction=_check_access(body.get("accessRestriction")),
         memory_limit=_check_memory(body.get("memoryLimit")), env=_check_env(body.get("env")),
         label=(body.get("label") or "").strip(), tags=list(body.get("tags") or []),
@@ -258,11 +258,11 @@ def configure(actor, app_id, **changes):
         fields["debug_mode"] = changes["debugMode"]
     if "location" in changes:
         domain = changes.get("domain") or app.domain
-        fields["location"] = _check_location(changes["location"], domain, exclude_app=app.id)
+        fields["location"] = check_location(changes["location"], domain, exclude_app=app.id)
         fields["domain"] = domain
         fields["alternate_domains"] = _check_extra_domains(changes.get("alternateDomains"), app.id)
         if changes.get("portBindings") is not None:
-            fields["port_bindings"] = _check_port_bindings(app.manifest, changes["portBindings"], app.id)
+            fields["port_bindings"] = check_port_bindings(app.manifest, changes["portBindings"], app.id)
     App.update(**fields, update_time=utcnow()).where(App.id == app.id).execute()
     return _queue(app, "pending_configure", "configure", actor, "app.configure",
                   changed=sorted(changes))
@@ -273,7 +273,7 @@ def _check_extra_domains(entries, app_id):
     for i, entry in enumerate(entries or []):
         if not isinstance(entry, dict) or not entry.get("domain"):
             raise BadRequest("needs {domain, subdomain}", f"alternateDomains.{i}")
-        sub = _check_location(entry.get("subdomain", ""), entry["domain"], exclude_app=app_id)
+        sub = check_location(entry.get("subdomain", ""), entry["domain"], exclude_app=app_id)
         clean.append({"domain": entry["domain"], "subdomain": sub})
     return clean
 

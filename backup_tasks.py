@@ -385,7 +385,7 @@ def restore_app(task, app_id, backup_id, previous=None, fresh=False, **_):
                        task_id=None, ts=utcnow()).where(
                 (App.id == app_id) & (App.task_id == task.id)).execute()
             raise
-    with app_tasks._run(task, app_id, "pending_restore") as app:
+    with app_tasks.run_app_task(task, app_id, "pending_restore") as app:
         try:
             if fresh:
                 backup = _download(task, backup_id, staged)
@@ -402,25 +402,25 @@ def restore_app(task, app_id, backup_id, previous=None, fresh=False, **_):
         app = App.get_by_id(app.id)
         if apps.fqdn(app) != old_fqdn and app.id in reverse_proxy.vhosts():
             reverse_proxy.remove_app_vhost(app.id)
-        app_tasks._bring_up(task, app)
+        app_tasks.bring_up(task, app)
         if (backup.app_config or {}).get("runState") == "stopped":
             containers.stop(app.id)
             App.update(run_state="stopped").where(App.id == app.id).execute()
-            app_tasks._proxy(task, app, "stopped")
+            app_tasks.write_proxy(task, app, "stopped")
         else:
             App.update(run_state="running").where(App.id == app.id).execute()
     return {"appId": app_id, "backupId": backup.id}
 
 
 def clone_app(task, app_id, backup_id, **_):
-    with app_tasks._run(task, app_id, "pending_clone") as app:
+    with app_tasks.run_app_task(task, app_id, "pending_clone") as app:
         staged = f"{apps.data_dir(app.id)}.restore-{task.id}"
         try:
             backup = _download(task, backup_id, staged)
             _replace_data(app.id, staged, task)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
-        app_tasks._bring_up(task, app)
+        app_tasks.bring_up(task, app)
     return {"appId": app_id, "backupId": backup.id}
 
 

@@ -360,7 +360,7 @@ def start_app_restore(actor, app_id, backup_id):
     _check_idle(app, ("installed", "error"))
     cfg = backup.app_config or {}
     # The app comes back where it was backed up: that place must still be free of other apps.
-    apps._check_location(cfg.get("location", app.location), cfg.get("domain", app.domain), exclude_app=app.id)
+    apps.check_location(cfg.get("location", app.location), cfg.get("domain", app.domain), exclude_app=app.id)
     _check_ports(cfg.get("manifest") or app.manifest, cfg.get("portBindings"), app.id)
     previous = {"installationState": app.installation_state, "error": app.error}
     task_id = tasks.start("app", "backup_tasks:restore_app",
@@ -377,9 +377,9 @@ def start_clone(actor, app_id, body):
     backup = _app_backup_of(source, body["backupId"])
     cfg = backup.app_config or app_config(source)
     domain = body["domain"]
-    location = apps._check_location(body.get("location", ""), domain)
+    location = apps.check_location(body.get("location", ""), domain)
     manifest = cfg.get("manifest") or source.manifest
-    bindings = apps._check_port_bindings(manifest, body.get("portBindings"))
+    bindings = apps.check_port_bindings(manifest, body.get("portBindings"))
     fields = config_fields({**cfg, "manifest": manifest})
     fields.update(location=location, domain=domain, port_bindings=bindings,
                   alternate_domains=[], redirect_domains=[])

@@ -178,7 +178,8 @@ def _write_atomic(path, text, mode):
         raise
 
 
-def _read(path):
+def read_text(path):
+    """The file's text, or None when it does not exist."""
     try:
         with open(path) as f:
             return f.read()
@@ -194,7 +195,7 @@ def write_files(name, cert_pem, key_pem, data_dir=None):
     # Key first: a reader that sees the new certificate must never find the old key beside it
     # for longer than the two renames take; nginx reads both only on reload, after both are done.
     for path, text, mode in ((key_path, _pem(key_pem), 0o600), (cert_path, _pem(cert_pem), 0o644)):
-        if _read(path) != text:
+        if read_text(path) != text:
             _write_atomic(path, text, mode)
             changed = True
     return cert_path, key_path, changed
@@ -203,7 +204,7 @@ def write_files(name, cert_pem, key_pem, data_dir=None):
 def read_files(name, data_dir=None):
     """(cert_pem, key_pem) currently on disk for `name`, or (None, None)."""
     cert_path, key_path = paths(name, data_dir)
-    return _read(cert_path), _read(key_path)
+    return read_text(cert_path), read_text(key_path)
 
 
 def remove_files(name, data_dir=None):

@@ -618,12 +618,7 @@ def _nginx_message(text):
     return "; ".join(lines)
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
+_read = certificates.read_text
 
 
 def _write(path, text):
