@@ -6,6 +6,9 @@ time in order (the task engine serialises them by app id); a request made while 
 runs on the app is queued and shows as `pending`. The app row's `installationState` says what
 was asked last, `taskId` which task does it.
 """
+import base64
+import binascii
+import contextlib
 import os
 import shutil
 import socket
@@ -261,6 +264,8 @@ def configure(actor, app_id, **changes):
         fields["location"] = check_location(changes["location"], domain, exclude_app=app.id)
         fields["domain"] = domain
         fields["alternate_domains"] = _check_extra_domains(changes.get("alternateDomains"), app.id)
+        fields["redirect_domains"] = _check_extra_domains(changes.get("redirectDomains"), app.id,
+                                                          "redirectDomains")
         if changes.get("portBindings") is not None:
             fields["port_bindings"] = check_port_bindings(app.manifest, changes["portBindings"], app.id)
     App.update(**fields, update_time=utcnow()).where(App.id == app.id).execute()
@@ -268,11 +273,12 @@ def configure(actor, app_id, **changes):
                   changed=sorted(changes))
 
 
-def _check_extra_domains(entries, app_id):
+def _check_extra_domains(entries, app_id, field="alternateDomains"):
+    """Alias (served too) or redirect (301 to the app) names: each must be free."""
     clean = []
     for i, entry in enumerate(entries or []):
         if not isinstance(entry, dict) or not entry.get("domain"):
-            raise BadRequest("needs {domain, subdomain}", f"alternateDomains.{i}")
+            raise BadRequest("needs {domain, subdomain}", f"{field}.{i}")
         sub = check_location(entry.get("subdomain", ""), entry["domain"], exclude_app=app_id)
         clean.append({"domain": entry["domain"], "subdomain": sub})
     return clean
@@ -291,3 +297,43 @@ def set_fields(actor, app_id, **fields):
 
 def delete_data(app_id):
     shutil.rmtree(os.path.dirname(data_dir(app_id)), ignore_errors=True)
+
+
+# ---- icon ---------------------------------------------------------------------------------------
+
+ICON_MAX_BYTES = 512 * 1024
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"RIFF")
+
+
+def icon_path(app_id):
+    return os.path.join(config.get().data_dir, "apps", app_id, "icon")
+
+
+def set_icon(actor, app_id, icon_b64):
+    """A custom icon (base64 image), or None to go back to no custom icon."""
+    app = get_app(app_id)
+    path = icon_path(app.id)
+    if icon_b64 is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    else:
+        try:
+            data = base64.b64decode(icon_b64.split(",", 1)[-1], validate=True)  # data: URLs too
+        except (binascii.Error, ValueError):
+            raise BadRequest("is not valid base64", "icon") from None
+        if not data.startswith(IMAGE_MAGIC) or len(data) > ICON_MAX_BYTES:
+            raise BadRequest(f"must be a PNG, JPEG, GIF or WebP image of at most {ICON_MAX_BYTES // 1024} KiB", "icon")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+    set_fields(actor, app.id, has_icon=icon_b64 is not None)
+
+
+def read_icon(app_id):
+    app = get_app(app_id)
+    try:
+        with open(icon_path(app.id), "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise NotFound("This app has no icon") from None

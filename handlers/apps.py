@@ -77,7 +77,8 @@ def set_debug_mode(appid, body, token_info):
 
 
 def set_location(appid, body, token_info):
-    changes = {k: body[k] for k in ("location", "domain", "portBindings", "alternateDomains") if k in body}
+    changes = {k: body[k] for k in ("location", "domain", "portBindings", "alternateDomains", "redirectDomains")
+               if k in body}
     return _task(apps.configure(actor(token_info), appid, **changes))
 
 
@@ -95,6 +96,15 @@ def set_tags(appid, body, token_info):
 def set_access_restriction(appid, body, token_info):
     apps.set_fields(actor(token_info), appid, access_restriction=body.get("accessRestriction"))
     return {}
+
+
+def set_icon(appid, body, token_info):
+    apps.set_icon(actor(token_info), appid, body.get("icon"))
+    return {}
+
+
+def get_icon(appid, original=False):
+    return flask.Response(apps.read_icon(appid), mimetype="image/png")
 
 
 def set_automatic_backup(appid, body, token_info):

@@ -10,6 +10,7 @@ its image placeholder replaced by the test image's tag in a temp copy.
 
 Waits have timeouts only to fail instead of hanging; how fast installs are is bench/apps.py's job.
 """
+import base64
 import json
 import os
 import shutil
@@ -729,3 +730,31 @@ def test_install_and_uninstall_on_postgresql(parts, postgres, tmp_path_factory):
         assert berth.container(app["id"]) is None
     finally:
         berth.close()
+
+
+def test_alias_and_redirect_domains_and_icon(apps):
+    app = apps.install(unique("names"))
+    app_id, fqdn = app["id"], app["fqdn"]
+    alias, redirect = unique("alias"), unique("redir")
+    task = apps.run(apps.api.post(f"/apps/{app_id}/configure/location", json={
+        "location": app["location"], "domain": DOMAIN,
+        "alternateDomains": [{"domain": DOMAIN, "subdomain": alias}],
+        "redirectDomains": [{"domain": DOMAIN, "subdomain": redirect}]}))
+    assert task["success"], task
+    status, _, body = apps.curl(f"{alias}.{DOMAIN}")
+    assert status == 200 and images.INDEX_MARKER in body
+    status, headers, _ = apps.curl(f"{redirect}.{DOMAIN}")
+    assert status == 301 and fqdn in headers.get("location", ""), headers
+    # the alias name is now taken for other apps
+    assert _error(apps.request_install(alias), 409)
+
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+    assert apps.api.get(f"/apps/{app_id}/icon").status_code == 404
+    r = apps.api.post(f"/apps/{app_id}/configure/icon", json={"icon": base64.b64encode(png).decode()})
+    assert r.status_code == 200, r.text
+    got = apps.api.get(f"/apps/{app_id}/icon")
+    assert got.status_code == 200 and got.content == png
+    assert apps.app(app_id)["iconUrl"] == f"/api/v1/apps/{app_id}/icon"
+    assert "icon" in _error(apps.api.post(f"/apps/{app_id}/configure/icon", json={"icon": "bm90IGFuIGltYWdl"}), 400)
+    assert apps.api.post(f"/apps/{app_id}/configure/icon", json={"icon": None}).status_code == 200
+    assert apps.api.get(f"/apps/{app_id}/icon").status_code == 404
