@@ -93,9 +93,9 @@ def _vhost_state(app):
 
 
 def check(app):
+    if app.run_state != "running" or app.debug_mode:
+        return  # a stopped app, or one being debugged, is not expected to answer
     state = containers.inspect(app.id)
-    if app.run_state != "running":
-        return
     if state is None or not state["running"]:
         _record(app, "dead")
         if state is not None:

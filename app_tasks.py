@@ -117,13 +117,17 @@ def _create_container(task, app, percent=40):
         tcp_ports=ports.get("tcp"), udp_ports=ports.get("udp"),
         # the app's own TCP/UDP ports are for the outside world, like the proxy's ports
         ports_ip=config.get().proxy_listen or "0.0.0.0",
-        labels={containers.LABEL_INSTANCE: containers.instance_id()})
+        labels={containers.LABEL_INSTANCE: containers.instance_id()},
+        command=(app.debug_mode or {}).get("cmd"))
     _set(app.id, container_id=created["id"], host_port=created["host_port"], run_state="running")
     app.host_port = created["host_port"]
     return app
 
 
 def _wait_healthy(task, app, percent=80):
+    if app.debug_mode:  # in debug mode the app's own process may not run at all
+        task.log("debug mode: not waiting for the health check")
+        return
     task.progress(percent, f"Waiting for {app.manifest['healthCheckPath']} to answer")
     containers.wait_healthy(app.host_port, app.manifest["healthCheckPath"], timeout=120,
                             log=task.log, app_id=app.id)

@@ -261,14 +261,14 @@ def _port_in_use(exc):
 
 def create_and_start(app_id, image, *, env=None, memory_limit=None, data_dir, http_port,
                      host_port=None, tcp_ports=None, udp_ports=None, labels=None,
-                     restart_policy="unless-stopped", ports_ip=PUBLISH_IP):
+                     restart_policy="unless-stopped", ports_ip=PUBLISH_IP, command=None):
     """(Re)create the app's container and start it.
 
     Any existing container of the app is removed first. `data_dir` (created if missing) is bound
     at /app/data. The app's `http_port` is published on 127.0.0.1:`host_port` (a free port Berth
     picks when None); `tcp_ports`/`udp_ports` map container port -> host port (None: pick one)
-    on `ports_ip`. Returns {"id", "name", "host_port", "tcp_ports", "udp_ports"} with the ports
-    actually published.
+    on `ports_ip`. `command` (a list) replaces the image's entrypoint and command (debug mode). Returns {"id",
+    "name", "host_port", "tcp_ports", "udp_ports"} with the ports actually published.
     """
     name = container_name(app_id)
     if not os.path.isabs(data_dir):
@@ -299,6 +299,8 @@ def create_and_start(app_id, image, *, env=None, memory_limit=None, data_dir, ht
         with _engine(f"Cannot create container {name}"):
             container = client().containers.create(
                 image,
+                entrypoint=command[:1] if command else None,
+                command=command[1:] if command else None,
                 name=name,
                 environment=[f"{k}={v}" for k, v in (env or {}).items()],
                 labels=all_labels,

@@ -758,3 +758,23 @@ def test_alias_and_redirect_domains_and_icon(apps):
     assert "icon" in _error(apps.api.post(f"/apps/{app_id}/configure/icon", json={"icon": "bm90IGFuIGltYWdl"}), 400)
     assert apps.api.post(f"/apps/{app_id}/configure/icon", json={"icon": None}).status_code == 200
     assert apps.api.get(f"/apps/{app_id}/icon").status_code == 404
+
+
+def test_debug_mode_runs_the_given_command(apps):
+    app = apps.install(unique("debug"))
+    app_id = app["id"]
+    cmd = ["/bin/busybox", "sh", "-c", "echo debugging > /app/data/debug-marker; exec /bin/busybox sleep 3600"]
+    task = apps.run(apps.api.post(f"/apps/{app_id}/configure/debug_mode", json={"debugMode": {"cmd": cmd}}))
+    assert task["success"], task
+    config = apps.container(app_id)["Config"]
+    assert config["Entrypoint"] + config["Cmd"] == cmd
+    deadline = time.time() + 10
+    marker = os.path.join(apps.app_dir(app_id), "data", "debug-marker")
+    while not os.path.exists(marker) and time.time() < deadline:
+        time.sleep(0.1)
+    assert open(marker).read().strip() == "debugging"
+    assert apps.app(app_id)["debugMode"]["cmd"] == cmd
+    task = apps.run(apps.api.post(f"/apps/{app_id}/configure/debug_mode", json={"debugMode": None}))
+    assert task["success"], task
+    assert apps.container(app_id)["Config"]["Entrypoint"] == ["/bin/sh", "/start.sh"]
+    assert apps.app(app_id)["health"] == "healthy"
