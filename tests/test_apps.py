@@ -778,3 +778,16 @@ def test_debug_mode_runs_the_given_command(apps):
     assert task["success"], task
     assert apps.container(app_id)["Config"]["Entrypoint"] == ["/bin/sh", "/start.sh"]
     assert apps.app(app_id)["health"] == "healthy"
+
+
+def test_update_to_a_new_manifest(apps):
+    app = apps.install(unique("upd"))
+    app_id = app["id"]
+    newer = apps.manifest(version="1.1.0")
+    task = apps.run(apps.api.post(f"/apps/{app_id}/update", json={"manifest": newer}))
+    assert task["success"], task
+    got = apps.app(app_id)
+    assert got["manifest"]["version"] == "1.1.0" and got["installationState"] == "installed"
+    assert got["health"] == "healthy"
+    other = apps.manifest(id="io.berth.test.other")
+    assert "manifest.id" in _error(apps.api.post(f"/apps/{app_id}/update", json={"manifest": other}), 400)
