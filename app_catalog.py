@@ -31,7 +31,7 @@ def _load():
         raise DependencyFailed(f"Cannot read the app catalog {source}: {e}") from None
 
 
-def _version_key(version):
+def version_key(version):
     return tuple(int(p) if p.isdigit() else 0 for p in str(version).split("-")[0].split("."))
 
 
@@ -42,5 +42,5 @@ def resolve(app_store_id):
                   and (not version or m.get("version") == version)]
     if not candidates:
         raise NotFound(f"No app {app_store_id!r} in the app catalog")
-    manifest = max(candidates, key=lambda m: _version_key(m.get("version", "0")))
+    manifest = max(candidates, key=lambda m: version_key(m.get("version", "0")))
     return f"{manifest['id']}@{manifest['version']}", manifest

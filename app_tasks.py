@@ -168,11 +168,11 @@ def configure(task, app_id, **_):
             write_proxy(task, app, "stopped")
 
 
-def update(task, app_id, manifest, **_):
+def update(task, app_id, manifest, app_store_id=None, **_):
     with run_app_task(task, app_id, "pending_update") as app:
         task.progress(5, f"Updating to {manifest['id']} {manifest['version']}")
         containers.ensure_image(manifest["dockerImage"], log=task.log)
-        _set(app.id, manifest=manifest, update_time=utcnow())
+        _set(app.id, manifest=manifest, app_store_id=app_store_id or app.app_store_id, update_time=utcnow())
         app.manifest = manifest
         bring_up(task, app)
 

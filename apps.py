@@ -242,10 +242,11 @@ def repair(actor, app_id, body):
 def update(actor, app_id, body):
     app = get_app(app_id)
     _check_operable(app, "update")
-    _, manifest = _resolve_manifest(body)
+    store_id, manifest = _resolve_manifest(body)
     if manifest["id"] != app.manifest.get("id") and not body.get("force"):
         raise BadRequest(f"is for app '{manifest['id']}', not '{app.manifest.get('id')}' (use force)", "manifest.id")
-    return _queue(app, "pending_update", "update", actor, "app.update", manifest=manifest)
+    return _queue(app, "pending_update", "update", actor, "app.update", manifest=manifest,
+                  app_store_id=store_id or app.app_store_id)
 
 
 def configure(actor, app_id, **changes):

@@ -17,6 +17,7 @@ from connexion.datastructures import MediaTypeDict
 
 import app_health
 import auth
+import platform_settings
 import backups
 import config
 import handlers
@@ -83,6 +84,7 @@ def create_app(cfg=None):
     open_database(cfg.database_url)
     migrations.migrate()
     app_health.register()  # recurring health check and reconciliation of apps
+    platform_settings.register()  # update schedules
     backups.register()     # automatic backups (from the backup config) and the six-hourly cleanup
 
     spec = load_spec()

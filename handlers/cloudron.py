@@ -3,6 +3,7 @@ import accounts
 import audit
 import backups
 import config
+import platform_settings
 import sessions
 from errors import NotFound
 from handlers import actor, client_ip, not_implemented
@@ -19,7 +20,8 @@ def _origin():
 def get_status():
     return {
         "version": config.get().version, "apiServerOrigin": _origin(), "webServerOrigin": _origin(),
-        "provider": "generic", "cloudronName": "Berth", "footer": "", "adminFqdn": None,
+        "provider": "generic", "cloudronName": platform_settings.get("cloudron_name"), "footer": "",
+        "adminFqdn": None,
         "activated": accounts.is_activated(),
         "setup": {"active": False, "message": "", "errorMessage": None},
         "restore": backups.restore_status(),
@@ -57,7 +59,8 @@ def get_config(token_info):
     return {
         "apiServerOrigin": _origin(), "webServerOrigin": _origin(), "adminDomain": "",
         "adminFqdn": "", "mailFqdn": "", "version": cfg.version, "isDemo": False,
-        "provider": "generic", "cloudronName": "Berth", "footer": "", "features": {},
+        "provider": "generic", "cloudronName": platform_settings.get("cloudron_name"), "footer": "",
+        "features": {},
         "uiSpec": {},
     }
 

@@ -1,5 +1,6 @@
 """settings tag of openapi.yaml."""
 import backups
+import platform_settings
 from handlers import actor, not_implemented
 
 __getattr__ = not_implemented(__name__)
@@ -11,4 +12,63 @@ def get_backup_config():
 
 def set_backup_config(body, token_info):
     backups.set_config(actor(token_info), body)
+    return {}
+
+
+def get_app_autoupdate_pattern():
+    return {"pattern": platform_settings.get_update_pattern("app")}
+
+
+def set_app_autoupdate_pattern(body, token_info):
+    platform_settings.set_update_pattern(actor(token_info), "app", body["pattern"])
+    return {}
+
+
+def get_box_autoupdate_pattern():
+    return {"pattern": platform_settings.get_update_pattern("box")}
+
+
+def set_box_autoupdate_pattern(body, token_info):
+    platform_settings.set_update_pattern(actor(token_info), "box", body["pattern"])
+    return {}
+
+
+# The 6.x single pattern is the app update pattern.
+get_autoupdate_pattern = get_app_autoupdate_pattern
+set_autoupdate_pattern = set_app_autoupdate_pattern
+
+
+def get_time_zone():
+    return {"timeZone": platform_settings.get("time_zone")}
+
+
+def set_time_zone(body, token_info):
+    platform_settings.set_time_zone(actor(token_info), body["timeZone"])
+    return {}
+
+
+def get_cloudron_name():
+    return {"name": platform_settings.get("cloudron_name")}
+
+
+def set_cloudron_name(body, token_info):
+    platform_settings.set_cloudron_name(actor(token_info), body["name"])
+    return {}, 202
+
+
+def get_unstable_apps():
+    return {"enabled": bool(platform_settings.get("unstable_apps"))}
+
+
+def set_unstable_apps(body, token_info):
+    platform_settings.put(actor(token_info), "unstable_apps", bool(body["enabled"]))
+    return {}
+
+
+def get_language():
+    return {"language": platform_settings.get("language")}
+
+
+def set_language(body, token_info):
+    platform_settings.put(actor(token_info), "language", body["language"])
     return {}

@@ -128,7 +128,7 @@ def save(name, pattern, action, args=None):
             Schedule.name == name).execute()
         if not updated:
             Schedule.create(name=name, pattern=pattern, action=action, args=args or {})
-    _changed()
+    changed()
 
 
 def ensure(name, pattern, action, args=None):
@@ -140,7 +140,7 @@ def ensure(name, pattern, action, args=None):
             Schedule.create(name=name, pattern=pattern.strip(), action=action, args=args or {})
     except peewee.IntegrityError:
         return
-    _changed()
+    changed()
 
 
 def get(name):
@@ -149,7 +149,7 @@ def get(name):
 
 def remove(name):
     Schedule.delete().where(Schedule.name == name).execute()
-    _changed()
+    changed()
 
 
 def claim(name, fire_ms, runner_id):
@@ -214,7 +214,7 @@ def _fire(name, fire_time=None):
 _scheduler = None
 
 
-def _changed():
+def changed():
     if _scheduler is not None:
         _scheduler.sync_soon()
 

@@ -791,3 +791,21 @@ def test_update_to_a_new_manifest(apps):
     assert got["health"] == "healthy"
     other = apps.manifest(id="io.berth.test.other")
     assert "manifest.id" in _error(apps.api.post(f"/apps/{app_id}/update", json={"manifest": other}), 400)
+
+
+def test_automatic_update_from_the_catalog_on_schedule(apps):
+    older = apps.install(unique("auto"), appStoreId=f"{CATALOG_ID}@1.0.0")
+    pinned = apps.install(unique("pinned"), appStoreId=f"{CATALOG_ID}@1.0.0")
+    assert apps.api.post(f"/apps/{pinned['id']}/configure/automatic_update", json={"enable": False}).status_code == 200
+    assert "pattern" in _error(apps.api.post("/settings/app_autoupdate_pattern", json={"pattern": "every day"}), 400)
+    assert apps.api.post("/settings/app_autoupdate_pattern", json={"pattern": "* * * * * *"}).status_code == 200
+    try:
+        assert apps.api.get("/settings/app_autoupdate_pattern").json() == {"pattern": "* * * * * *"}
+        app = apps.wait_app(older["id"], "updated to 1.1.0",
+                            lambda a: a["manifest"]["version"] == "1.1.0" and a["installationState"] == "installed",
+                            timeout=40)
+        assert app["appStoreId"] == f"{CATALOG_ID}@1.1.0" and app["health"] == "healthy"
+        assert apps.container(older["id"])["HostConfig"]["Memory"] == 67108864  # the 1.1.0 manifest's limit
+        assert apps.app(pinned["id"])["manifest"]["version"] == "1.0.0"
+    finally:
+        assert apps.api.post("/settings/app_autoupdate_pattern", json={"pattern": "never"}).status_code == 200
