@@ -172,8 +172,18 @@ def _alive_here(pid, start):
         return False
     except PermissionError:
         pass
+    if _is_zombie(pid):  # killed, but nobody reaped it (e.g. in a container whose init does not)
+        return False
     current = process_start(pid)
     return not (start and current and current != start)
+
+
+def _is_zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def register_runner(runner_id):

@@ -421,7 +421,9 @@ def test_server_stop_and_sigkill_leave_no_task_active():
         third = BerthServer(data_dir=data_dir).start()
         api = login(third)
         assert api.get("/cloudron/status").status_code == 200
-        task = api.get(f"/tasks/{killed}").json()
+        # The killed worker may take a moment to vanish; its runner is then found dead (at start,
+        # or by the recovery check a few seconds later).
+        task = wait_task(api, killed, lambda t: t["error"] is not None, timeout=15)
         assert task["error"]["code"] == "crashed" and not task["active"], task
         assert "stopped while the task was running" in task["error"]["message"]
         after = wait_task(api, queued)  # queued work survives the crash and runs
