@@ -16,8 +16,12 @@ test: .venv/.installed-test system-test
 api-coverage: .venv/.installed
 	@$(PY) cli.py api-coverage
 
-bench: .venv/.installed-test system-test
-	$(PY) bench/api.py
+# Each benchmark prints its figures beside a baseline measured in the same run.
+bench: .venv/.installed-test
+	@scripts/system.sh packages bench
+	@started=$$(scripts/system.sh dockerd-start); \
+	$(PY) bench/api.py && $(PY) bench/streams.py && $(PY) bench/apps.py && $(PY) bench/backups.py; \
+	status=$$?; [ "$$started" = started ] && scripts/system.sh dockerd-stop; exit $$status
 
 venv: .venv/.installed
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System components Berth drives for real. Idempotent and quick when everything is in place.
-#   scripts/system.sh packages run|test   install the Debian packages that are missing (apt-get update first)
+#   scripts/system.sh packages run|test|bench   install the Debian packages that are missing (apt-get update first)
 #   scripts/system.sh dockerd-start       start dockerd if no engine answers; prints "started" if it did
 #   scripts/system.sh dockerd-stop        stop the dockerd this script started
 set -euo pipefail
@@ -8,18 +8,20 @@ set -euo pipefail
 RUN_NEEDS=(dockerd:docker.io nginx:nginx-light)
 TEST_NEEDS=(chromium:chromium chromedriver:chromium-driver curl:curl /bin/busybox:busybox-static
             /usr/lib/postgresql/*/bin/initdb:postgresql docker-registry:docker-registry)
+BENCH_NEEDS=(wrk:wrk)
 PIDFILE=/run/berth-dockerd.pid
 
 have() { case "$1" in /*) compgen -G "$1" >/dev/null ;; *) command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] ;; esac; }
 
 packages() {
   local needs=("${RUN_NEEDS[@]}") missing=()
-  [ "${1:-run}" = test ] && needs+=("${TEST_NEEDS[@]}")
+  [ "${1:-run}" != run ] && needs+=("${TEST_NEEDS[@]}")
+  [ "${1:-run}" = bench ] && needs+=("${BENCH_NEEDS[@]}")
   for item in "${needs[@]}"; do
     have "${item%%:*}" || missing+=("${item##*:}")
   done
   # busybox must be the static build: test images are FROM scratch
-  if [ "${1:-run}" = test ] && [ -x /bin/busybox ] && ldd /bin/busybox >/dev/null 2>&1; then
+  if [ "${1:-run}" != run ] && [ -x /bin/busybox ] && ldd /bin/busybox >/dev/null 2>&1; then
     missing+=(busybox-static)
   fi
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -51,5 +53,5 @@ case "${1:-}" in
   packages) packages "${2:-run}" ;;
   dockerd-start) dockerd_start ;;
   dockerd-stop) dockerd_stop ;;
-  *) echo "usage: $0 packages run|test | dockerd-start | dockerd-stop" >&2; exit 2 ;;
+  *) echo "usage: $0 packages run|test|bench | dockerd-start | dockerd-stop" >&2; exit 2 ;;
 esac
