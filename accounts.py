@@ -89,15 +89,20 @@ def get_user(user_id):
     return user
 
 
-def with_group_ids(users):
-    """Set `group_ids` on each user (one query for all of them); returns the users."""
-    by_id = {u.id: u for u in users}
-    for u in users:
-        u.group_ids = []
+def _attach_links(objects, attr, own, other):
+    """Set `attr` on each object to the ids linked to it through GroupMember (one query)."""
+    by_id = {o.id: o for o in objects}
+    for o in objects:
+        setattr(o, attr, [])
     if by_id:
-        for m in GroupMember.select(GroupMember.user, GroupMember.group).where(GroupMember.user.in_(list(by_id))):
-            by_id[m.user_id].group_ids.append(m.group_id)
-    return users
+        for link in GroupMember.select(GroupMember.user, GroupMember.group).where(own.in_(list(by_id))):
+            getattr(by_id[getattr(link, own.name + "_id")], attr).append(getattr(link, other.name + "_id"))
+    return objects
+
+
+def with_group_ids(users):
+    """Set `group_ids` on each user; returns the users."""
+    return _attach_links(users, "group_ids", GroupMember.user, GroupMember.group)
 
 
 def list_users(page, per_page, search=None):
@@ -300,14 +305,8 @@ def get_group(group_id):
 
 
 def with_member_ids(groups):
-    """Set `user_ids` on each group (one query for all of them); returns the groups."""
-    by_id = {g.id: g for g in groups}
-    for g in groups:
-        g.user_ids = []
-    if by_id:
-        for m in GroupMember.select(GroupMember.user, GroupMember.group).where(GroupMember.group.in_(list(by_id))):
-            by_id[m.group_id].user_ids.append(m.user_id)
-    return groups
+    """Set `user_ids` on each group; returns the groups."""
+    return _attach_links(groups, "user_ids", GroupMember.group, GroupMember.user)
 
 
 def list_groups():

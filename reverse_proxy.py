@@ -22,6 +22,7 @@ import tempfile
 import time
 
 import certificates
+import processes
 import config
 from errors import ApiError, BadRequest, Conflict, DependencyFailed
 
@@ -103,38 +104,12 @@ def _ipv6_available():
         return False
 
 
-def _proc_state(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None, None
-    # comm may contain spaces and parentheses; the fields after the last ')' are fixed.
-    fields = stat[stat.rindex(")") + 2:].split()
-    return fields[0], int(fields[1])  # state, ppid
-
-
-def _alive(pid):
-    state, _ = _proc_state(pid)
-    return state is not None and state not in ("Z", "X")
-
-
 def _cmdline(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return f.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
-
-
-def _children(pid):
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            state, ppid = _proc_state(int(entry))
-            if ppid == pid and state not in (None, "Z", "X"):
-                kids.append(int(entry))
-    return kids
 
 
 class Proxy:
@@ -410,7 +385,7 @@ class Proxy:
             return None
         # A stale pid file may name a process that reused the number: it must be our master.
         cmd = _cmdline(pid)
-        if not _alive(pid) or "nginx: master process" not in cmd or self.conf not in cmd:
+        if not processes.alive(pid) or "nginx: master process" not in cmd or self.conf not in cmd:
             return None
         return pid
 
@@ -444,10 +419,10 @@ class Proxy:
             if not entry.isdigit():
                 continue
             pid = int(entry)
-            state, ppid = _proc_state(pid)
+            state, ppid, _ = processes.stat(pid) or (None, None, None)
             if state in (None, "Z", "X") or not _cmdline(pid).startswith("nginx: worker"):
                 continue
-            if _alive(ppid) and _cmdline(ppid).startswith("nginx: master"):
+            if processes.alive(ppid) and _cmdline(ppid).startswith("nginx: master"):
                 continue
             with contextlib.suppress(OSError):
                 fds = os.listdir(f"/proc/{pid}/fd")
@@ -472,7 +447,7 @@ class Proxy:
         deadline = time.monotonic() + RELOAD_TIMEOUT
         while time.monotonic() < deadline:
             pid = self.pid()
-            if pid is not None and _children(pid):
+            if pid is not None and processes.children(pid):
                 return pid
             time.sleep(0.02)
         raise ProxyError("nginx did not come up: " + self._error_tail())
@@ -483,13 +458,13 @@ class Proxy:
             pid = self.pid()
             if pid is None:
                 return False
-            workers = _children(pid)
+            workers = processes.children(pid)
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and _alive(pid):
+            while time.monotonic() < deadline and processes.alive(pid):
                 time.sleep(0.02)
             for p in [pid] + workers:  # still there after the timeout: no more asking
-                if _alive(p):
+                if processes.alive(p):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(p, signal.SIGKILL)
             with contextlib.suppress(FileNotFoundError):
@@ -516,11 +491,11 @@ class Proxy:
     def _reload(self, pid):
         """SIGHUP the master and wait until workers with the new configuration serve: the old
         workers have been told to finish ("shutting down"), which is when they stop accepting."""
-        old = set(_children(pid))
+        old = set(processes.children(pid))
         os.kill(pid, signal.SIGHUP)
         deadline = time.monotonic() + RELOAD_TIMEOUT
         while time.monotonic() < deadline:
-            kids = set(_children(pid))
+            kids = set(processes.children(pid))
             if kids - old and all("shutting down" in _cmdline(p) for p in kids & old):
                 return
             time.sleep(0.01)

@@ -5,6 +5,7 @@ import os
 import socket
 import time
 
+import processes
 from errors import Conflict, NotFound
 from models import database, utcnow
 from models.db import is_postgres
@@ -156,39 +157,14 @@ def stop_requests(task_ids):
 # ---------------------------------------------------------------------------------------------
 # Runner leases and crash recovery
 
-def process_start(pid):
-    """Start time of process `pid` on this host ('' if unknown/absent): tells pid reuse apart."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
 def _alive_here(pid, start):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    if _is_zombie(pid):  # killed, but nobody reaped it (e.g. in a container whose init does not)
-        return False
-    current = process_start(pid)
-    return not (start and current and current != start)
-
-
-def _is_zombie(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (OSError, IndexError):
-        return False
+    """Is the runner process still there (and not a newer process that got the same pid)?"""
+    return processes.alive(pid) and (not start or processes.start_time(pid) in ("", start))
 
 
 def register_runner(runner_id):
     pid = os.getpid()
-    TaskRunner.insert(id=runner_id, host=HOST, pid=pid, pid_start=process_start(pid),
+    TaskRunner.insert(id=runner_id, host=HOST, pid=pid, pid_start=processes.start_time(pid),
                       heartbeat=time.time()).on_conflict_ignore().execute()
 
 

@@ -12,6 +12,8 @@ import time
 
 import requests
 
+import processes
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
 
@@ -201,22 +203,12 @@ def stop_proxy(data_dir, timeout=10):
     return True
 
 
-def _stat(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None, None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return fields[0], int(fields[1])
-
-
 def _ppid(pid):
-    return _stat(pid)[1]
+    info = processes.stat(pid)
+    return info[1] if info else None
 
 
-def _running(pid):
-    return _stat(pid)[0] not in (None, "Z", "X")
+_running = processes.alive
 
 
 def remove_app_containers(app_ids):
