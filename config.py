@@ -24,6 +24,7 @@ class Config:
     docker_host: str
     rate_limit: int          # API requests per minute per token (0 = unlimited)
     token_ttl_secs: int      # lifetime of login/activation session tokens
+    wsgi_threads: int        # threads running Flask handlers in each worker
     version: str = "1.0.0"
 
 
@@ -79,6 +80,7 @@ def load(env=None):
         docker_host=env.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
         rate_limit=_int(env, "BERTH_RATE_LIMIT", 1200),
         token_ttl_secs=_int(env, "BERTH_TOKEN_TTL", 7 * 24 * 3600, minimum=60),
+        wsgi_threads=_int(env, "BERTH_WSGI_THREADS", 2, minimum=1),
     )
 
 

@@ -7,6 +7,7 @@ import os
 import connexion
 import flask
 import yaml
+from a2wsgi import WSGIMiddleware
 from connexion.exceptions import ProblemException
 from connexion.jsonifier import Jsonifier
 from connexion.lifecycle import ConnexionResponse
@@ -108,6 +109,10 @@ def create_app(cfg=None):
         spec, resolver=Resolver(), pythonic_params=True, validator_map=validators,
         swagger_ui_options=SwaggerUIOptions(swagger_ui=True, swagger_ui_path="/ui"),
     )
+    # Flask handlers run in a thread pool (a2wsgi; Connexion's default is 10 threads). Handlers
+    # are short and CPU-bound under the GIL, so more threads only add lock hand-offs: a small
+    # pool serves more requests per second (bench/api.py). Long waits (log streams) are async.
+    app._middleware_app.asgi_app = WSGIMiddleware(app.app.wsgi_app, workers=cfg.wsgi_threads)
     app.add_error_handler(ApiError, _api_error_handler)
     app.add_error_handler(ProblemException, _problem_handler)
     for status in (404, 405):
