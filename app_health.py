@@ -81,7 +81,8 @@ def reconcile_runtime():
             App.update(task_id=task_id).where(App.id == app.id).execute()
     specs = [app_tasks.vhost_spec(app, _vhost_state(app)) for app in known.values()
              if app.installation_state != "pending_uninstall"]
-    reverse_proxy.sync_app_vhosts(specs)
+    if specs or reverse_proxy.is_running():  # no apps, no nginx: it starts with the first app
+        reverse_proxy.sync_app_vhosts(specs)
 
 
 def _vhost_state(app):

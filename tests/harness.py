@@ -1,5 +1,6 @@
 """Real processes for the tests and benchmarks: a Berth server under gunicorn, and a throw-away
 PostgreSQL cluster. Everything listens on free ports of 127.0.0.1 and lives in temp dirs."""
+import contextlib
 import glob
 import os
 import shutil
@@ -43,8 +44,10 @@ class BerthServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = self.url + "/api/v1"
+        # Every test server gets its own nginx ports on 127.0.0.1 (never 80/443), whether or
+        # not it installs apps; `env` may override them.
         self.env = dict(os.environ, BERTH_DATA_DIR=self.data_dir, BERTH_HOST="127.0.0.1",
-                        BERTH_PORT=str(self.port), BERTH_WORKERS=str(workers), **(env or {}))
+                        BERTH_PORT=str(self.port), BERTH_WORKERS=str(workers), **proxy_env(env))
         if database_url:
             self.env["BERTH_DATABASE_URL"] = database_url
         self.proc = None
@@ -84,7 +87,24 @@ class BerthServer:
 
     def cleanup(self):
         self.stop()
+        stop_proxy(self.data_dir)  # Berth's nginx outlives Berth by design
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def tmpfs(options):
+    """A small tmpfs mounted by the test (as root; `options` e.g. "size=2m" or "size=1m,ro"), always
+    unmounted afterwards: a full or read-only disk for storage tests."""
+    where = tempfile.mkdtemp(prefix="berth-tmpfs-")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", where], capture_output=True, text=True)
+    if r.returncode != 0:
+        os.rmdir(where)
+        require(f"mounting a tmpfs (root; mount said: {r.stderr.strip()})", False)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", where], check=False)
+        os.rmdir(where)
 
 
 def pg_bin(name):

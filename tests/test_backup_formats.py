@@ -1,18 +1,16 @@
 """tgz and rsync backups of real directory trees, stored on a real folder and on a real local S3
 server, restored and compared byte for byte, mode for mode, owner for owner and mtime for mtime."""
-import contextlib
 import hashlib
 import os
 import random
 import stat
 import subprocess
-import tempfile
 
 import pytest
 
 import backup_formats as bf
 import backup_storage as bs
-from harness import require
+from harness import require, tmpfs
 from s3server import S3Server
 
 ROOT = os.geteuid() == 0
@@ -348,26 +346,11 @@ def test_checksum_list_is_written_last(fs_storage, tmp_path):
 
 # ---- full disk, noop, download -----------------------------------------------------------------
 
-@contextlib.contextmanager
-def tmpfs(size):
-    where = tempfile.mkdtemp(prefix="berth-tmpfs-")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", where],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        os.rmdir(where)
-        require(f"mounting a tmpfs (root; mount said: {r.stderr.strip()})", False)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", where], check=False)
-        os.rmdir(where)
-
-
 @pytest.mark.parametrize("fmt", ["tgz", "rsync"])
 def test_full_disk_fails_with_the_storage_message_and_leaves_nothing(fmt, tmp_path):
     src = str(tmp_path / "src")
     build_tree(src, small=40, large=3 << 20)
-    with tmpfs("2m") as disk:
+    with tmpfs("size=2m") as disk:
         storage = bs.FilesystemStorage(os.path.join(disk, "backups"))
         storage.probe()
         with pytest.raises(bs.StorageError, match="No space left on device") as e:

@@ -1,15 +1,12 @@
 """Backup storage providers against real storage: folders on this machine (including a full and a
 read-only tmpfs mount made by the test) and a real local S3-compatible server (tests/s3server.py)."""
-import contextlib
 import os
-import subprocess
-import tempfile
 
 import pytest
 
 import backup_storage as bs
 import errors
-from harness import free_port, require
+from harness import free_port, require, tmpfs
 from s3server import S3Server
 
 
@@ -39,22 +36,6 @@ def fs_storage(tmp_path):
     return bs.open_storage(bs.validate_config(
         {"provider": "filesystem", "format": "tgz", "retentionSecs": 1,
          "backupFolder": str(tmp_path / "store")}))
-
-
-@contextlib.contextmanager
-def tmpfs(options):
-    """A tmpfs mounted by the test (as root), always unmounted afterwards."""
-    where = tempfile.mkdtemp(prefix="berth-tmpfs-")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", where],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        os.rmdir(where)
-        require(f"mounting a tmpfs (root; mount said: {r.stderr.strip()})", False)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", where], check=False)
-        os.rmdir(where)
 
 
 def files_under(folder):
