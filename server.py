@@ -89,10 +89,9 @@ def create_app(cfg=None):
     backups.register()     # automatic backups (from the backup config) and the six-hourly cleanup
 
     spec = load_spec()
-    handlers.ROUTES.clear()
+    handlers.register_routes(spec)
     roles = {}
     for op_id, method, path, op in operations(spec):
-        handlers.ROUTES[op_id] = f"{method} {spec['basePath']}{path}"
         declared = op.get("x-roles") or []
         roles[op_id] = (None if declared == ["public"] else frozenset(declared), method)
     auth.configure(roles, cfg.rate_limit)

@@ -10,13 +10,28 @@ import flask
 from audit import Actor
 from errors import NotImplementedYet
 
-# operationId -> "METHOD /path", filled by server.create_app from the spec.
+# operationId -> "METHOD /path" of every operation in the spec.
 ROUTES = {}
+
+
+def register_routes(spec):
+    ROUTES.clear()
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if isinstance(op, dict) and "operationId" in op:
+                ROUTES[op["operationId"]] = f"{method.upper()} {spec['basePath']}{path}"
+
+
+def _route(operation_id):
+    if not ROUTES:  # imported outside a running server (tools, checks): read the spec now
+        import server
+        register_routes(server.load_spec())
+    return ROUTES.get(operation_id)
 
 
 def not_implemented(module_name):
     def __getattr__(name):
-        route = ROUTES.get(f"{module_name}.{name}")
+        route = _route(f"{module_name}.{name}") if not name.startswith("__") else None
         if route is None:
             raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
 
