@@ -228,14 +228,19 @@ def _prune(task):
 
 # ---- bodies -------------------------------------------------------------------------------------
 
+def _prepare(cfg):
+    """Refuse a noop storage (nothing would be kept) and end stale `creating` backups first."""
+    if cfg.get("provider") == "noop":
+        raise StageFailed("upload", "the backup", "backups are disabled (the backup storage is noop)")
+    backups.mark_stale()
+
+
 def full_backup(task, scheduled=False, **_):
     """Every app with backups enabled, then the platform database; the box backup depends on
     one app backup per app. Result: {backupId, stages{snapshot, upload, verify, prune}, backups[]}."""
     cfg = backups.get_config()
     try:
-        if cfg.get("provider") == "noop":
-            raise StageFailed("upload", "the backup", "backups are disabled (the backup storage is noop)")
-        backups.mark_stale()
+        _prepare(cfg)
         storage = backups.open_storage(cfg)
         tag = backups.new_tag()
         work = _work_dir(task, "full")
@@ -282,9 +287,7 @@ def full_backup(task, scheduled=False, **_):
 def app_backup(task, app_id, **_):
     cfg = backups.get_config()
     try:
-        if cfg.get("provider") == "noop":
-            raise StageFailed("upload", "the backup", "backups are disabled (the backup storage is noop)")
-        backups.mark_stale()
+        _prepare(cfg)
         app = apps.get_app(app_id)
         task.progress(10, f"Backing up {apps.fqdn(app)}")
         entry = _app_backup(task, backups.open_storage(cfg), cfg, app, backups.new_tag())

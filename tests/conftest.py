@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from harness import Api, BerthServer, PostgresCluster, require
+from s3server import S3Server
 
 _counter = itertools.count()
 
@@ -69,3 +70,12 @@ def make_user(owner):
         assert login.status_code == 200, login.text
         return r.json(), owner.with_token(login.json()["token"])
     return make
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A local S3-compatible server (moto) for the storage tests."""
+    require("a local S3 server (pip packages moto[server] and boto3)", S3Server.available())
+    server = S3Server().start()
+    yield server
+    server.stop()

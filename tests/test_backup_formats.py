@@ -10,8 +10,7 @@ import pytest
 
 import backup_formats as bf
 import backup_storage as bs
-from harness import require, tmpfs
-from s3server import S3Server
+from harness import tmpfs
 
 ROOT = os.geteuid() == 0
 QUIET = lambda message: None  # noqa: E731
@@ -19,12 +18,6 @@ QUIET = lambda message: None  # noqa: E731
 
 # ---- fixtures ----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def s3():
-    require("a local S3 server (pip packages moto[server] and boto3)", S3Server.available())
-    server = S3Server().start()
-    yield server
-    server.stop()
 
 
 _buckets = iter(range(10**6))

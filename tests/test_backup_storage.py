@@ -12,12 +12,6 @@ from s3server import S3Server
 
 # ---- fixtures ----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def s3():
-    require("a local S3 server (pip packages moto[server] and boto3)", S3Server.available())
-    server = S3Server().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

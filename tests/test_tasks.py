@@ -464,15 +464,19 @@ def test_schedule_fires_once_across_two_servers(postgres):
 
         def fired():
             listed = api_two.get("/tasks", params={"type": "syncDnsRecords", "per_page": 100}).json()
-            for task in listed["tasks"]:
-                wait_task(api_two, task["id"])
-            return sorted(wait_task(api_two, t["id"])["result"] for t in listed["tasks"])
-        times = fired()
+            return [wait_task(api_two, t["id"]) for t in listed["tasks"]]
+        done = fired()
+        # A firing whose task server one was still starting when it shut down ends `crashed`
+        # (no result); every other firing's task carries its planned fire time.
+        crashed = [t for t in done if t["result"] is None]
+        assert all(t["error"]["code"] == "crashed" for t in crashed), crashed
+        times = sorted(t["result"] for t in done if t["result"] is not None)
         assert len(times) >= 5, times
         assert len(set(times)) == len(times), times  # never twice for one fire time
-        assert all(b - a == 1 for a, b in zip(times, times[1:])), times  # and none missed
+        missing = sum(b - a - 1 for a, b in zip(times, times[1:]))
+        assert missing <= len(crashed), (times, crashed)  # and none missed
         time.sleep(1.5)
-        assert fired() == times  # 'never' disabled it
+        assert len(fired()) == len(done)  # 'never' disabled it
     finally:
         if two is not None:
             two.cleanup()
