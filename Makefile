@@ -8,13 +8,13 @@ export BERTH_DATA_DIR ?= $(CURDIR)/data
 .PHONY: run test venv system-run system-test api-coverage bench clean
 
 run: .venv/.installed system-run
-	$(PY) cli.py serve
+	$(PY) -m cli serve
 
 test: .venv/.installed-test system-test
 	bash tests/run.sh
 
 api-coverage: .venv/.installed
-	@$(PY) cli.py api-coverage
+	@$(PY) -m cli api-coverage
 
 # Each benchmark prints its figures beside a baseline measured in the same run.
 bench: .venv/.installed-test

@@ -4,10 +4,10 @@ Connexion 3 apps are ASGI; the uvicorn worker class runs them under gunicorn.
 """
 import sys
 
-import config
+from core import config
 
 try:
-    from server import create_app
+    from web.app import create_app
     app = create_app()
 except config.ConfigError as e:
     sys.stderr.write(f"berth: configuration error: {e}\n")

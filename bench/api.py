@@ -43,7 +43,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 import requests  # noqa: E402
 
 import cli  # noqa: E402  (the worker class Berth is served with)
-from harness import VENV_BIN, BerthServer, free_port  # noqa: E402
+from support.harness import VENV_BIN, BerthServer, free_port  # noqa: E402
 
 try:
     import psutil
@@ -75,7 +75,7 @@ def activate(server):
 def seed(database_url, total_users):
     """Insert users up to `total_users` (the owner is one), groups and memberships directly."""
     import models
-    import passwords
+    from accounts import passwords
     db = models.open_database(database_url)
     password_hash = passwords.hash_password("Bench-pass-1")  # one argon2 hash shared by all
     start = datetime.datetime(2024, 1, 1, 0, 0, 0, 123456)

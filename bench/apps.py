@@ -42,8 +42,8 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
-import images  # noqa: E402
-from harness import Api, BerthServer, proxy_env, remove_app_containers, stop_proxy  # noqa: E402
+from support import images  # noqa: E402
+from support.harness import Api, BerthServer, proxy_env, remove_app_containers, stop_proxy  # noqa: E402
 
 DOMAIN = "example.test"
 TARGET_OVERHEAD_SECS = 1.0

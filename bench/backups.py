@@ -6,14 +6,14 @@
 1. Builds --size of mixed data in a temp dir (same filesystem as the outputs): half in many small
    files (1-64 KiB), half in four large files; each 64 KiB piece is either random bytes or
    repeated text, so the data is partly compressible.
-2. tgz backup (backup_formats.pack to a filesystem storage, in a child process) beside
+2. tgz backup (formats.pack to a filesystem storage, in a child process) beside
    `tar -c | gzip -1 > file` of the same folder, and beside `tar -c | pigz -1` / `zstd -1 -T0`
    where those programs exist (the compressor Berth uses is gzip level 1, parallel in-process).
    Target: tgz throughput >= 0.9 x tar|gzip -1.
 3. rsync: a first backup, then 1% of the files changed (rewritten with new bytes, chosen at
    random among the small files) and a second backup against the first: bytes uploaded and time
    as a fraction of the first. Target < 5%.
-4. Restore (backup_formats.unpack, child process) beside `tar -xzf` of the baseline archive.
+4. Restore (formats.unpack, child process) beside `tar -xzf` of the baseline archive.
 5. Peak memory: the resident high-water mark (VmHWM) of each child process doing a backup or a
    restore. Target < 200 MB.
 
@@ -101,7 +101,7 @@ def tree_bytes(root):
 # ---- child process: run one Berth operation and report its own peak memory ---------------------
 
 def child(spec):
-    import backup_formats as bf
+    from backups import formats as bf
     import backup_storage as bs
     storage = bs.FilesystemStorage(spec["store"])
     start = time.monotonic()

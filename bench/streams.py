@@ -178,7 +178,7 @@ def main():
     args = p.parse_args()
 
     import requests
-    from harness import BerthServer
+    from support.harness import BerthServer
     from models import database, open_database
     import tasks
 

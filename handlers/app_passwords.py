@@ -1,6 +1,8 @@
 """App Passwords tag: the caller's own app-specific passwords."""
-import sessions
-from handlers import actor, not_implemented, serialize
+from accounts import sessions
+from handlers import serialize
+from web.request_context import actor
+from web.unbuilt import not_implemented
 
 __getattr__ = not_implemented(__name__)
 

@@ -2,11 +2,12 @@
 import flask
 
 import accounts
-import app_logs
+from apps import logs as app_logs
 import apps
 import backups
-import logstream
-from handlers import actor, not_implemented
+import log_streams
+from web.request_context import actor
+from web.unbuilt import not_implemented
 from handlers.app_schemas import full, restricted
 from handlers.backups import schema as backup_schema
 
@@ -124,9 +125,9 @@ def get_logs(appid, lines=10, format_="json"):
                           headers={"Content-Disposition": 'attachment; filename="log.txt"'})
 
 
-@logstream.operation
+@log_streams.operation
 async def stream_logs(appid, lines=10, last_event_id=None, **_):
-    # Served on the event loop by logstream.StreamMiddleware, never through Flask.
+    # Served on the event loop by log_streams.StreamMiddleware, never through Flask.
     import asyncio
     await asyncio.to_thread(apps.get_app, appid)
     return await app_logs.follow(appid, lines, last_event_id)

@@ -1,4 +1,4 @@
 """appstore tag of openapi.yaml."""
-from handlers import not_implemented
+from web.unbuilt import not_implemented
 
 __getattr__ = not_implemented(__name__)

@@ -3,7 +3,8 @@ import flask
 from marshmallow import Schema, fields
 
 import backups
-from handlers import actor, not_implemented
+from web.request_context import actor
+from web.unbuilt import not_implemented
 from handlers.serialize import IsoTime
 
 __getattr__ = not_implemented(__name__)

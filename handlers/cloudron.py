@@ -1,12 +1,13 @@
 """Cloudron tag: status, activation, login/logout, config, event log."""
 import accounts
-import audit
+import eventlog
 import backups
-import config
+from core import config
 import platform_settings
-import sessions
-from errors import NotFound
-from handlers import actor, client_ip, not_implemented
+from accounts import sessions
+from core.errors import NotFound
+from web.request_context import actor, client_ip
+from web.unbuilt import not_implemented
 from handlers import serialize
 
 __getattr__ = not_implemented(__name__)
@@ -66,12 +67,12 @@ def get_config(token_info):
 
 
 def list_events(page=1, per_page=25, action=None, actions=None, search=None):
-    rows = audit.list_events(page, per_page, action=action, actions=actions, search=search)
+    rows = eventlog.list_events(page, per_page, action=action, actions=actions, search=search)
     return {"eventlogs": serialize.events.dump(rows, many=True)}
 
 
 def get_event(event_id):
-    event = audit.get_event(event_id)
+    event = eventlog.get_event(event_id)
     if event is None:
         raise NotFound("No such event")
     return {"event": serialize.events.dump(event)}

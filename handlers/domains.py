@@ -1,6 +1,8 @@
 """domains tag of openapi.yaml."""
 import domains
-from handlers import actor, domain_schemas, not_implemented
+from handlers import domain_schemas
+from web.request_context import actor
+from web.unbuilt import not_implemented
 
 __getattr__ = not_implemented(__name__)
 

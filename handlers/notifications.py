@@ -1,8 +1,8 @@
 """Notifications tag: what admins should know about (failed backups, ...)."""
 from marshmallow import Schema, fields
 
-import notifications
-from handlers import not_implemented
+from eventlog import notifications
+from web.unbuilt import not_implemented
 from handlers.serialize import IsoTime
 
 __getattr__ = not_implemented(__name__)

@@ -1,7 +1,9 @@
 """Profile tag: the caller's own account."""
 import accounts
-import avatars
-from handlers import actor, not_implemented, serialize
+from accounts import avatars
+from handlers import serialize
+from web.request_context import actor
+from web.unbuilt import not_implemented
 
 __getattr__ = not_implemented(__name__)
 

@@ -1,7 +1,8 @@
 """settings tag of openapi.yaml."""
 import backups
 import platform_settings
-from handlers import actor, not_implemented
+from web.request_context import actor
+from web.unbuilt import not_implemented
 
 __getattr__ = not_implemented(__name__)
 

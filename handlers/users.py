@@ -1,6 +1,8 @@
 """Users tag: user management by user managers and admins."""
 import accounts
-from handlers import actor, not_implemented, serialize
+from handlers import serialize
+from web.request_context import actor
+from web.unbuilt import not_implemented
 
 __getattr__ = not_implemented(__name__)
 

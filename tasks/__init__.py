@@ -23,12 +23,10 @@ Design (why it is built this way):
 - Schedules (tasks.schedules): APScheduler cron triggers with seconds, stored in the database
   and fired exactly once per fire time across all processes by claiming (schedule, fire time).
 
-Bodies are functions `body(task, **args)` named "module:function"; see tasks.context for what
+Bodies are functions `body(task, **args)` named by a stable name of tasks.registry; see tasks.context for what
 `task` offers. Only domain code starts tasks: the API never accepts a body name.
 """
-import importlib
-
-from tasks import logs, store
+from tasks import logs, registry, store
 
 DEFAULT_TIMEOUT = 24 * 3600     # seconds: a wedged task still ends (as `timeout`) eventually
 TYPES = ("app", "backup", "update", "renewcerts", "prepareDashboardDomain", "cleanBackups",
@@ -38,14 +36,15 @@ _runner = None  # the Runner of this process, when it serves the API (tasks.life
 
 
 def start(type, body, args=None, *, app_id=None, locks=(), timeout=DEFAULT_TIMEOUT):
-    """Queue a task and return its id. `body` is "module:function", called in the task process
+    """Queue a task and return its id. `body` is a stable name of tasks.registry, called in the task process
     as body(task, **args). Tasks for the same `app_id`, or sharing any of `locks`, run one at a
     time in creation order; `backup` tasks always hold the `backup` lock."""
     if type not in TYPES:
         raise ValueError(f"unknown task type {type!r}")
-    module, _, name = body.partition(":")
-    if not callable(getattr(importlib.import_module(module), name, None)):
-        raise ValueError(f"task body {body!r} is not a function")
+    try:
+        registry.body(body)
+    except (ImportError, LookupError) as e:
+        raise ValueError(str(e)) from None
     keys = set(locks)
     if app_id:
         keys.add(f"app:{app_id}")

@@ -14,9 +14,10 @@ import signal
 import sys
 import traceback
 
-import config
+from core import config
 from models import open_database
-from tasks import context, store
+from tasks import context, registry, store
+from tasks import registry
 from tasks.context import TaskStopped
 
 PR_SET_PDEATHSIG = 1
@@ -34,14 +35,6 @@ def die_with_parent(parent_pid):
     if os.getppid() != parent_pid:  # the runner died before prctl took effect
         os._exit(1)
 
-
-def resolve(ref):
-    """"module:function" -> the function."""
-    module, _, name = ref.partition(":")
-    fn = getattr(importlib.import_module(module), name, None)
-    if not callable(fn):
-        raise LookupError(f"task body {ref!r} is not a function")
-    return fn
 
 
 def _jsonable(value):
@@ -75,7 +68,7 @@ def run(task_id):
     outcome = {}
     try:
         ctx.log(f"task {task_id} ({task.type}) starting {task.body}")
-        result = resolve(task.body)(ctx, **ctx.args)
+        result = registry.body(task.body)(ctx, **ctx.args)
         outcome = {"result": _jsonable(result)}
     except TaskStopped:
         ctx.log("stop requested: task process ending")

@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 
-import logstream
+import log_streams
 import tasks
 from tasks import runner, schedules
 
@@ -34,7 +34,7 @@ async def lifespan(app=None):
     tasks._runner = task_runner
     scheduler = schedules.Scheduler(task_runner.id)
     scheduler.start()
-    logstream.end_streams_on_shutdown()
+    log_streams.end_streams_on_shutdown()
     settle_heap()
     try:
         yield

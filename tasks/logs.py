@@ -4,8 +4,8 @@ its runner. Read whole or in part for GET /tasks/{id}/logs, followed for the log
 import os
 import threading
 
-import config
-import logstream
+from core import config
+import log_streams
 from tasks import store
 
 
@@ -37,9 +37,9 @@ class Writer:
         with self._lock:
             out = []
             for message in str(text).splitlines() or [""]:
-                now = max(logstream.now_us(), self._last + 1)
+                now = max(log_streams.now_us(), self._last + 1)
                 self._last = now
-                out.append(logstream.format_line(now, message))
+                out.append(log_streams.format_line(now, message))
             os.write(self.fd, "".join(out).encode("utf-8", "replace"))
 
     def close(self):
@@ -62,7 +62,7 @@ def source_name(task_id):
 def read(task_id, lines=10, fmt="json"):
     """The log as text: the last `lines` lines (-1: all), JSON objects or the stored lines."""
     store.get(task_id)
-    entries = logstream.read_tail(path(task_id), source_name(task_id), lines)
+    entries = log_streams.read_tail(path(task_id), source_name(task_id), lines)
     if fmt == "json":
         return "".join(line.json() + "\n" for line in entries)
     return "".join(line.raw + "\n" for line in entries)
@@ -70,8 +70,8 @@ def read(task_id, lines=10, fmt="json"):
 
 async def follow(task_id, lines=10, after=None):
     """A logstream source for the task's log: history, then live lines until the task ends."""
-    await logstream.run_blocking(store.get, task_id)  # 404 for unknown ids
+    await log_streams.run_blocking(store.get, task_id)  # 404 for unknown ids
 
     async def finished():
-        return await logstream.run_blocking(store.is_finished, task_id)
-    return await logstream.follow_file(path(task_id), source_name(task_id), finished, lines, after)
+        return await log_streams.run_blocking(store.is_finished, task_id)
+    return await log_streams.follow_file(path(task_id), source_name(task_id), finished, lines, after)

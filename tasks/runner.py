@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 
-import config
+from core import config
 from tasks import logs, store
 
 log = logging.getLogger("berth.tasks")

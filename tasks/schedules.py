@@ -8,7 +8,7 @@ fires them at the same planned times. Before calling the action, a worker insert
 succeed, and only that worker runs the action. The planned time comes from the trigger (not the
 clock), so it is identical in every process.
 
-An action is a function "module:function" called as action(fire_time=<epoch seconds>, **args)
+An action is a stable name of tasks.registry; its function is called as action(fire_time=<epoch seconds>, **args)
 in the server process. It should be quick: typically it starts a task (tasks.start).
 """
 import datetime
@@ -24,9 +24,10 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from errors import BadRequest
+from core.errors import BadRequest
 from models import Setting, database, utcnow
 from models.tasks import Schedule, ScheduleRun
+from tasks import registry
 
 log = logging.getLogger("berth.schedules")
 
@@ -112,9 +113,8 @@ def timezone():
 # Stored schedules (callable from any process)
 
 def _check_action(action):
-    from tasks.child import resolve
     try:
-        resolve(action)
+        registry.action(action)
     except (ImportError, LookupError, ValueError) as e:
         raise ValueError(f"schedule action {action!r}: {e}") from None
 
@@ -204,11 +204,10 @@ class ClaimingExecutor(ThreadPoolExecutor):
 
 
 def _fire(name, fire_time=None):
-    from tasks.child import resolve
     row = get(name)
     if row is None or row.pattern.lower() == NEVER:
         return None
-    return resolve(row.action)(fire_time=fire_time, **(row.args or {}))
+    return registry.action(row.action)(fire_time=fire_time, **(row.args or {}))
 
 
 _scheduler = None

@@ -5,8 +5,8 @@ import os
 import socket
 import time
 
-import processes
-from errors import Conflict, NotFound
+from core import processes
+from core.errors import Conflict, NotFound
 from models import database, utcnow
 from models.db import is_postgres
 from models.tasks import Task, TaskRunner

@@ -4,15 +4,16 @@
 against both. `owner` is an activated instance's owner client (one per backend per session);
 tests that need a pristine instance use `fresh_berth`.
 """
-import itertools
-import uuid
+import os
 
 import pytest
 
-from harness import Api, BerthServer, PostgresCluster, require
-from s3server import S3Server
+from support.harness import Api, BerthServer, PostgresCluster, require, unique  # noqa: F401
+from support.s3server import S3Server
 
-_counter = itertools.count()
+# Test task bodies (tests/support/task_bodies.py) are the `test.*` names of tasks.registry in
+# this process and in every server the tests start (they inherit the environment).
+os.environ.setdefault("BERTH_TEST_TASK_BODIES", "tests.support.task_bodies")
 
 
 @pytest.fixture(scope="session")
@@ -53,9 +54,6 @@ def owner(berth):
     assert r.status_code == 201, r.text
     return api.with_token(r.json()["token"])
 
-
-def unique(prefix="u"):
-    return f"{prefix}{next(_counter)}x{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture

@@ -9,5 +9,5 @@ started=$(scripts/system.sh dockerd-start || true)
 .venv/bin/python -m pytest "$@"
 status=$?
 [ "$started" = started ] && scripts/system.sh dockerd-stop
-.venv/bin/python cli.py api-coverage | tail -1
+.venv/bin/python -m cli api-coverage | tail -1
 exit $status

@@ -1,0 +1,150 @@
+"""App task steps shared by the app task bodies (apps.task_bodies) and the backup bodies: they run in a task process (tasks.child) and do the Docker and nginx work.
+
+Every body goes through `run_app_task`, which marks the app as busy with this task, and records the
+outcome on the app: `installed` on success, `error` (with the message, the state that failed
+and the task id, for repair) on any failure or stop. A process killed outright (SIGKILL,
+server crash, timeout) cannot write that; app_health.reconcile_states does it afterwards.
+"""
+import contextlib
+import logging
+import os
+
+import apps
+from core import config
+import containers
+import domains
+from apps import manifests
+import reverse_proxy
+from models import database, utcnow
+from models.apps import App
+
+log = logging.getLogger("berth.apps")
+
+
+def _origin():
+    cfg = config.get()
+    return f"http://{cfg.host}:{cfg.port}"
+
+
+def _app_origin(host):
+    # Where browsers reach the app: nginx serves HTTPS on BERTH_PROXY_HTTPS_PORT, so a port other
+    # than 443 belongs in the origin, or every absolute link the app builds from it is broken.
+    port = config.get().proxy_https_port
+    return f"https://{host}" + ("" if port == 443 else f":{port}")
+
+
+def environment(app):
+    """The CLOUDRON_* environment an app expects, plus its port bindings and custom env."""
+    host = apps.fqdn(app)
+    env = {
+        "CLOUDRON": "1",
+        "CLOUDRON_APP_ID": app.id,
+        "CLOUDRON_APP_ORIGIN": _app_origin(host),
+        "CLOUDRON_APP_DOMAIN": host,
+        "CLOUDRON_API_ORIGIN": _origin(),
+        "CLOUDRON_WEBADMIN_ORIGIN": _origin(),
+    }
+    env.update({name: str(port) for name, port in (app.port_bindings or {}).items()})
+    env.update(app.env or {})
+    return env
+
+
+def vhost_spec(app, state="running"):
+    return {
+        "app_id": app.id, "fqdn": apps.fqdn(app),
+        "upstream_port": app.host_port if state == "running" else None,
+        "aliases": [domains.fqdn(d.get("subdomain", ""), d["domain"]) for d in app.alternate_domains or []],
+        "redirects": [domains.fqdn(d.get("subdomain", ""), d["domain"]) for d in app.redirect_domains or []],
+        "state": state,
+    }
+
+
+def show_error_page(app_id):
+    """Have nginx show the "not available" page for an app that went to `error`, instead of what
+    its vhost said before (typically "being installed", which would never change). Best effort:
+    an app without a vhost (never got that far, or uninstalled) is left alone, and a failure here
+    must not hide the error that brought the app down."""
+    try:
+        app = App.get_or_none(App.id == app_id)
+        if app is not None and app_id in reverse_proxy.vhosts():
+            reverse_proxy.write_app_vhost(**vhost_spec(app, "error"))
+    except Exception:  # noqa: BLE001 - see above
+        log.exception("could not show the error page of app %s", app_id)
+
+
+def set_app(app_id, **fields):
+    App.update(**fields, ts=utcnow()).where(App.id == app_id).execute()
+
+
+@contextlib.contextmanager
+def run_app_task(task, app_id, state):
+    app = apps.get_app(app_id)
+    # A request queued after this task has already recorded its own state and task id (apps._queue);
+    # that is what the app shows until that task runs, so only an older or no task is replaced.
+    App.update(installation_state=state, task_id=task.id, error=None, ts=utcnow()).where(
+        (App.id == app_id) & (App.task_id.is_null(True) | (App.task_id <= task.id))).execute()
+    try:
+        yield App.get_by_id(app_id)
+    except BaseException as e:  # noqa: B902 - a stop (TaskStopped) must mark the app too
+        message = str(e) or f"{type(e).__name__}: task stopped"
+        set_app(app_id, installation_state="error", task_id=None,
+             error={"message": message, "reason": type(e).__name__, "taskId": str(task.id),
+                    "installationState": state})
+        show_error_page(app_id)
+        raise
+    latest = App.get_or_none(App.id == app_id)
+    if latest is not None and latest.task_id in (task.id, None):
+        # Only the newest task decides the resting state; a queued one will set its own.
+        set_app(app_id, installation_state="installed", task_id=None, error=None)
+    elif latest is not None and latest.installation_state == "error":
+        set_app(app_id, error=None)
+    del app
+
+
+def create_container(task, app, percent=40):
+    manifest = app.manifest
+    task.progress(percent, f"Getting image {manifest['dockerImage']}")
+    containers.ensure_image(manifest["dockerImage"], log=task.log)
+    task.progress(percent + 20, "Creating container")
+    ports = {}
+    for env_name, (container_port, proto) in manifests.declared_ports(manifest).items():
+        if env_name in (app.port_bindings or {}):
+            ports.setdefault(proto, {})[container_port] = app.port_bindings[env_name]
+    created = containers.create_and_start(
+        app.id, manifest["dockerImage"], env=environment(app),
+        memory_limit=app.memory_limit or manifest.get("memoryLimit") or None,
+        data_dir=apps.data_dir(app.id), http_port=manifest["httpPort"], host_port=app.host_port,
+        tcp_ports=ports.get("tcp"), udp_ports=ports.get("udp"),
+        # the app's own TCP/UDP ports are for the outside world, like the proxy's ports
+        ports_ip=config.get().proxy_listen or "0.0.0.0",
+        labels={containers.LABEL_INSTANCE: containers.instance_id()},
+        command=(app.debug_mode or {}).get("cmd"))
+    set_app(app.id, container_id=created["id"], host_port=created["host_port"], run_state="running")
+    app.host_port = created["host_port"]
+    return app
+
+
+def wait_healthy(task, app, percent=80):
+    if app.debug_mode:  # in debug mode the app's own process may not run at all
+        task.log("debug mode: not waiting for the health check")
+        return
+    task.progress(percent, f"Waiting for {app.manifest['healthCheckPath']} to answer")
+    containers.wait_healthy(app.host_port, app.manifest["healthCheckPath"], timeout=120,
+                            log=task.log, app_id=app.id)
+    set_app(app.id, health="healthy", health_changed_at=utcnow())
+
+
+def write_proxy(task, app, state="running", percent=95):
+    task.progress(percent, f"Configuring reverse proxy for {apps.fqdn(app)}")
+    reverse_proxy.write_app_vhost(**vhost_spec(app, state))
+
+
+def bring_up(task, app):
+    """Data folder, image, container, health, vhost: the whole of an install, idempotent."""
+    task.progress(10, "Creating data folder")
+    os.makedirs(apps.data_dir(app.id), exist_ok=True)
+    write_proxy(task, app, "installing", percent=20)
+    app = create_container(task, app)
+    wait_healthy(task, app)
+    write_proxy(task, app)
+    task.progress(100, "Installed")

@@ -1,0 +1,4 @@
+"""`python -m cli …` runs the `berth` command."""
+from cli import main
+
+main()

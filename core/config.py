@@ -1,0 +1,107 @@
+"""Berth configuration, read once from the environment.
+
+Every setting has a default that works for `make run` on one machine; a bad value stops
+start-up with one line naming the variable (ConfigError), never a traceback.
+"""
+import dataclasses
+import os
+from urllib.parse import urlparse
+
+
+class ConfigError(Exception):
+    """A configuration value is unusable; the message is the one line shown to the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data_dir: str
+    host: str
+    port: int
+    database_url: str
+    proxy_http_port: int
+    proxy_https_port: int
+    proxy_listen: str        # address the managed nginx binds ("" = every interface)
+    docker_host: str
+    rate_limit: int          # API requests per minute per token (0 = unlimited)
+    token_ttl_secs: int      # lifetime of login/activation session tokens
+    wsgi_threads: int        # threads running Flask handlers in each worker
+    workers: int = 1         # gunicorn worker processes (`berth serve`)
+    app_catalog: str = ""    # JSON file of the app catalog (appStoreId -> manifest)
+    test_task_bodies: str = ""  # module whose functions are the `test.*` task bodies (tests only)
+    version: str = "1.0.0"
+
+
+def _port(env, name, default):
+    raw = env.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{name}={raw!r} must be between 1 and 65535")
+    return value
+
+
+def _int(env, name, default, minimum=0):
+    raw = env.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _database_url(env, data_dir):
+    url = env.get("BERTH_DATABASE_URL", "").strip()
+    if not url:
+        return "sqlite:///" + os.path.join(data_dir, "berth.db")
+    scheme = urlparse(url).scheme
+    if scheme not in ("sqlite", "postgresql", "postgres"):
+        raise ConfigError(f"BERTH_DATABASE_URL: unsupported scheme {scheme!r} (use sqlite:/// or postgresql://)")
+    return url
+
+
+def load(env=None):
+    """Build the Config from `env` (default os.environ) or raise ConfigError."""
+    env = os.environ if env is None else env
+    data_dir = os.path.abspath(env.get("BERTH_DATA_DIR", "./data"))
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise ConfigError(f"BERTH_DATA_DIR={data_dir!r} exists and is not a directory")
+    host = env.get("BERTH_HOST", "127.0.0.1").strip()
+    if not host:
+        raise ConfigError("BERTH_HOST must not be empty")
+    return Config(
+        data_dir=data_dir,
+        host=host,
+        port=_port(env, "BERTH_PORT", 3000),
+        database_url=_database_url(env, data_dir),
+        proxy_http_port=_port(env, "BERTH_PROXY_HTTP_PORT", 80),
+        proxy_https_port=_port(env, "BERTH_PROXY_HTTPS_PORT", 443),
+        proxy_listen=env.get("BERTH_PROXY_LISTEN", "").strip(),
+        docker_host=env.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
+        rate_limit=_int(env, "BERTH_RATE_LIMIT", 1200),
+        token_ttl_secs=_int(env, "BERTH_TOKEN_TTL", 7 * 24 * 3600, minimum=60),
+        wsgi_threads=_int(env, "BERTH_WSGI_THREADS", 2, minimum=1),
+        workers=_int(env, "BERTH_WORKERS", 1, minimum=1),
+        app_catalog=env.get("BERTH_APP_CATALOG", "").strip(),
+        test_task_bodies=env.get("BERTH_TEST_TASK_BODIES", "").strip(),
+    )
+
+
+_current = None
+
+
+def get():
+    """The process-wide Config (loaded from the environment on first use)."""
+    global _current
+    if _current is None:
+        _current = load()
+    return _current
+
+
+def use(cfg):
+    """Make `cfg` the process-wide Config (server start-up and tests)."""
+    global _current
+    _current = cfg

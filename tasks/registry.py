@@ -1,0 +1,64 @@
+"""Stable names for task bodies and schedule actions.
+
+The database stores these names (`tasks.body`, `schedules.action`), never module paths, so a
+module can move without breaking queued tasks or installed schedules: only this table changes.
+The engine imports the target lazily, by string, so `tasks` imports no area package.
+
+Names starting with `test.` resolve to the module named by BERTH_TEST_TASK_BODIES (the test
+suite's bodies) and to nothing when it is unset, as in production.
+"""
+import importlib
+
+from core import config
+
+# stable name -> "package.module:function"
+BODIES = {
+    "app.install": "apps.task_bodies:install",
+    "app.configure": "apps.task_bodies:configure",
+    "app.update": "apps.task_bodies:update",
+    "app.start": "apps.task_bodies:start",
+    "app.stop": "apps.task_bodies:stop",
+    "app.restart": "apps.task_bodies:restart",
+    "app.uninstall": "apps.task_bodies:uninstall",
+    "backup.full": "backups.task_bodies:full_backup",
+    "backup.app": "backups.task_bodies:app_backup",
+    "backup.cleanup": "backups.task_bodies:cleanup",
+    "backup.restore_app": "backups.task_bodies:restore_app",
+    "backup.clone_app": "backups.task_bodies:clone_app",
+    "backup.restore_cloudron": "backups.task_bodies:restore_cloudron",
+}
+
+# stable name -> "package.module:function", called as action(fire_time=..., **args)
+ACTIONS = {
+    "apps.health_check": "apps.health:check_all",
+    "apps.autoupdate": "apps.updates:check_all",
+    "box.autoupdate": "apps.updates:nothing",
+    "backup.scheduled": "backups:scheduled_backup",
+    "backup.scheduled_cleanup": "backups:scheduled_cleanup",
+}
+
+def _target(table, name):
+    if name.startswith("test.") and config.get().test_task_bodies:
+        return f"{config.get().test_task_bodies}:{name[5:]}"
+    return table.get(name)
+
+
+def _resolve(table, kind, name):
+    target = _target(table, name)
+    if target is None:
+        raise LookupError(f"unknown {kind} {name!r}")
+    module, _, attr = target.partition(":")
+    fn = getattr(importlib.import_module(module), attr, None)
+    if not callable(fn):
+        raise LookupError(f"{kind} {name!r} ({target}) is not a function")
+    return fn
+
+
+def body(name):
+    """The function behind task body `name`."""
+    return _resolve(BODIES, "task body", name)
+
+
+def action(name):
+    """The function behind schedule action `name`."""
+    return _resolve(ACTIONS, "schedule action", name)

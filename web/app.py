@@ -1,0 +1,109 @@
+"""Builds the Berth application: configuration, database, the Connexion API from openapi.yaml,
+and the one error format (`{"status", "message"}`) for every failure."""
+import json
+import logging
+import os
+
+import connexion
+import flask
+from a2wsgi import WSGIMiddleware
+from connexion.exceptions import ProblemException
+from connexion.jsonifier import Jsonifier
+from connexion.lifecycle import ConnexionResponse
+from connexion.options import SwaggerUIOptions
+from connexion.resolver import Resolver
+from connexion.validators import VALIDATOR_MAP
+from connexion.datastructures import MediaTypeDict
+
+from apps import health as app_health
+from web import security
+import platform_settings
+import backups
+from core import config
+from web import unbuilt
+import log_streams
+from core.errors import ApiError, body, reason
+from models import migrations, open_database
+from web.request_validation import LiberalJSONBodyValidator, NamedParameterValidator
+from tasks.lifecycle import lifespan as task_engine
+
+from web.spec import ROOT, load_spec, operations
+
+log = logging.getLogger("berth")
+
+
+def _json(status, message, headers=None):
+    return ConnexionResponse(status_code=status, mimetype="application/json",
+                             body=json.dumps(body(status, message)), headers=headers or {})
+
+
+def _problem_handler(request, exc):
+    return _json(exc.status, exc.detail or exc.title or reason(exc.status), dict(exc.headers or {}))
+
+
+def _api_error_handler(request, exc):
+    return _json(exc.status, exc.message, exc.headers)
+
+
+def _http_handler(request, exc):
+    status = getattr(exc, "status_code", 500)
+    message = {404: f"No such route: {request.method} {request.url.path}",
+               405: f"Method {request.method} is not allowed on {request.url.path}"}.get(
+        status, getattr(exc, "detail", None) or reason(status))
+    return _json(status, message, dict(getattr(exc, "headers", None) or {}))
+
+
+def _crash_handler(request, exc):
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _json(500, "Internal error")
+
+
+def _flask_api_error(exc):
+    return flask.Response(json.dumps(body(exc.status, exc.message)), exc.status,
+                          {**exc.headers, "Content-Type": "application/json"})
+
+
+def create_app(cfg=None):
+    cfg = cfg or config.load()
+    config.use(cfg)
+    os.makedirs(cfg.data_dir, exist_ok=True)
+    open_database(cfg.database_url)
+    migrations.migrate()
+    app_health.register()  # recurring health check and reconciliation of apps
+    platform_settings.register()  # update schedules
+    backups.register()     # automatic backups (from the backup config) and the six-hourly cleanup
+
+    spec = load_spec()
+    unbuilt.register_routes(spec)
+    roles = {}
+    for op_id, method, path, op in operations(spec):
+        declared = op.get("x-roles") or []
+        roles[op_id] = (None if declared == ["public"] else frozenset(declared), method)
+    security.configure(roles, cfg.rate_limit)
+
+    validators = dict(VALIDATOR_MAP, parameter=NamedParameterValidator)
+    validators["body"] = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": LiberalJSONBodyValidator})
+    # The task runner and scheduler live as long as each serving worker (ASGI lifespan).
+    # Compact JSON: Connexion's default pretty-printing costs time and a third more bytes.
+    app = connexion.FlaskApp(__name__, specification_dir=ROOT, lifespan=task_engine,
+                             jsonifier=Jsonifier(json, separators=(",", ":")))
+    # Log streams are answered on the event loop after routing, auth and validation, not by Flask.
+    app.add_middleware(log_streams.StreamMiddleware)
+    app.add_api(
+        spec, resolver=Resolver(), pythonic_params=True, validator_map=validators,
+        swagger_ui_options=SwaggerUIOptions(swagger_ui=True, swagger_ui_path="/ui"),
+    )
+    # Flask handlers run in a thread pool (a2wsgi; Connexion's default is 10 threads). Handlers
+    # are short and CPU-bound under the GIL, so more threads only add lock hand-offs: a small
+    # pool serves more requests per second (bench/api.py). Long waits (log streams) are async.
+    app._middleware_app.asgi_app = WSGIMiddleware(app.app.wsgi_app, workers=cfg.wsgi_threads)
+    app.add_error_handler(ApiError, _api_error_handler)
+    app.add_error_handler(ProblemException, _problem_handler)
+    for status in (404, 405):
+        app.add_error_handler(status, _http_handler)
+    app.add_error_handler(Exception, _crash_handler)
+    app.app.register_error_handler(ApiError, _flask_api_error)
+    app.app.json.sort_keys = False
+    app.app.json.compact = True
+    app.config = cfg
+    return app
