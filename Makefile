@@ -5,13 +5,21 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip
 export BERTH_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: run test venv system-run system-test api-coverage bench clean
+.PHONY: run test unit lint venv system-run system-test api-coverage bench clean
 
 run: .venv/.installed system-run
 	$(PY) -m cli serve
 
 test: .venv/.installed-test system-test
 	bash tests/run.sh
+
+# The fast tier: pure rules and the layout checks; no Docker, nginx or database server.
+unit: .venv/.installed-test
+	.venv/bin/python -m pytest -q tests/unit tests/test_layout.py
+
+lint: .venv/.installed-test
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports --no-cache
 
 api-coverage: .venv/.installed
 	@$(PY) -m cli api-coverage

@@ -13,8 +13,7 @@ from models import Setting
 
 
 def _source():
-    row = Setting.get_or_none(Setting.name == "app_catalog")
-    return (row.value if row else None) or config.get().app_catalog
+    return Setting.read("app_catalog") or config.get().app_catalog
 
 
 def _load():

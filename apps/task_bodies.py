@@ -33,7 +33,8 @@ def update(task, app_id, manifest, app_store_id=None, **_):
     with task_steps.run_app_task(task, app_id, "pending_update") as app:
         task.progress(5, f"Updating to {manifest['id']} {manifest['version']}")
         containers.ensure_image(manifest["dockerImage"], log=task.log)
-        task_steps.set_app(app.id, manifest=manifest, app_store_id=app_store_id or app.app_store_id, update_time=utcnow())
+        task_steps.set_app(app.id, manifest=manifest, app_store_id=app_store_id or app.app_store_id,
+                           update_time=utcnow())
         app.manifest = manifest
         task_steps.bring_up(task, app)
 

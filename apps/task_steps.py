@@ -1,21 +1,21 @@
-"""App task steps shared by the app task bodies (apps.task_bodies) and the backup bodies: they run in a task process (tasks.child) and do the Docker and nginx work.
+"""App task steps shared by the app task bodies (apps.task_bodies) and the backup bodies: they run
+in a task process (tasks.child) and do the Docker and nginx work.
 
 Every body goes through `run_app_task`, which marks the app as busy with this task, and records the
 outcome on the app: `installed` on success, `error` (with the message, the state that failed
 and the task id, for repair) on any failure or stop. A process killed outright (SIGKILL,
-server crash, timeout) cannot write that; app_health.reconcile_states does it afterwards.
+server crash, timeout) cannot write that; apps.reconcile.reconcile_states does it afterwards.
 """
 import contextlib
 import logging
-import os
 
 import apps
-from core import config
 import containers
 import domains
-from apps import manifests
 import reverse_proxy
-from models import database, utcnow
+from apps import manifests, probe
+from core import config
+from models import utcnow
 from models.apps import App
 
 log = logging.getLogger("berth.apps")
@@ -67,7 +67,7 @@ def show_error_page(app_id):
     try:
         app = App.get_or_none(App.id == app_id)
         if app is not None and app_id in reverse_proxy.vhosts():
-            reverse_proxy.write_app_vhost(**vhost_spec(app, "error"))
+            reverse_proxy.write_app_vhost(**vhost_spec(app, "error"), certificate=domains.certificate_files)
     except Exception:  # noqa: BLE001 - see above
         log.exception("could not show the error page of app %s", app_id)
 
@@ -79,7 +79,7 @@ def set_app(app_id, **fields):
 @contextlib.contextmanager
 def run_app_task(task, app_id, state):
     app = apps.get_app(app_id)
-    # A request queued after this task has already recorded its own state and task id (apps._queue);
+    # A request queued after this task has already recorded its own state and task id (apps.queue_task);
     # that is what the app shows until that task runs, so only an older or no task is replaced.
     App.update(installation_state=state, task_id=task.id, error=None, ts=utcnow()).where(
         (App.id == app_id) & (App.task_id.is_null(True) | (App.task_id <= task.id))).execute()
@@ -129,20 +129,20 @@ def wait_healthy(task, app, percent=80):
         task.log("debug mode: not waiting for the health check")
         return
     task.progress(percent, f"Waiting for {app.manifest['healthCheckPath']} to answer")
-    containers.wait_healthy(app.host_port, app.manifest["healthCheckPath"], timeout=120,
-                            log=task.log, app_id=app.id)
+    probe.wait_healthy(app.host_port, app.manifest["healthCheckPath"], timeout=120,
+                       log=task.log, app_id=app.id)
     set_app(app.id, health="healthy", health_changed_at=utcnow())
 
 
 def write_proxy(task, app, state="running", percent=95):
     task.progress(percent, f"Configuring reverse proxy for {apps.fqdn(app)}")
-    reverse_proxy.write_app_vhost(**vhost_spec(app, state))
+    reverse_proxy.write_app_vhost(**vhost_spec(app, state), certificate=domains.certificate_files)
 
 
 def bring_up(task, app):
     """Data folder, image, container, health, vhost: the whole of an install, idempotent."""
     task.progress(10, "Creating data folder")
-    os.makedirs(apps.data_dir(app.id), exist_ok=True)
+    containers.private_data_dir(apps.data_dir(app.id))  # <data>/apps and apps/<id> 0700
     write_proxy(task, app, "installing", percent=20)
     app = create_container(task, app)
     wait_healthy(task, app)

@@ -3,14 +3,13 @@ from the catalog (appStoreId) and has automatic updates on is updated to the cat
 version, through the same update task a user would start."""
 import logging
 
-from apps import catalog
 import apps
 import eventlog
+from apps import catalog
 from core.errors import ApiError
 from models.apps import App
 
 log = logging.getLogger("berth.updates")
-SYSTEM = eventlog.Actor(username="berth")
 
 
 def _newer(candidate, current):
@@ -27,7 +26,7 @@ def check_all(fire_time=None):
         try:
             _, manifest = catalog.resolve(store_id)
             if _newer(manifest["version"], app.manifest.get("version", "0")):
-                apps.update(SYSTEM, app.id, {"appStoreId": f"{store_id}@{manifest['version']}"})
+                apps.update(eventlog.SYSTEM, app.id, {"appStoreId": f"{store_id}@{manifest['version']}"})
                 started.append(app.id)
         except ApiError as e:  # one app's catalog problem must not stop the others
             log.warning("automatic update of app %s skipped: %s", app.id, e.message)

@@ -159,7 +159,7 @@ def check_same_answer(berth_url, bare_url, token):
         answers.append(r.json())
     berth, bare = answers
     if berth != bare:
-        for a, b in zip(berth.get("users", []), bare.get("users", [])):
+        for a, b in zip(berth.get("users", []), bare.get("users", []), strict=False):
             if a != b:
                 raise SetupError(f"answers differ; first different user:\n  berth {a}\n  bare  {b}")
         raise SetupError(f"answers differ: {json.dumps(berth)[:300]} vs {json.dumps(bare)[:300]}")

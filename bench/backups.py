@@ -101,8 +101,8 @@ def tree_bytes(root):
 # ---- child process: run one Berth operation and report its own peak memory ---------------------
 
 def child(spec):
-    from backups import formats as bf
     import backup_storage as bs
+    from backups import formats as bf
     storage = bs.FilesystemStorage(spec["store"])
     start = time.monotonic()
     if spec["op"] == "pack":

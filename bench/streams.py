@@ -7,8 +7,9 @@ does a log line reach every client? Measured in one run:
 1. Starts a real Berth (tests/harness.py: gunicorn + uvicorn worker, ONE worker, SQLite in a temp
    dir) and activates it. The per-token rate limit is raised: 1,000 streams share one token.
 2. Measures GET /cloudron/status latency with no stream open (baseline, --baseline seconds).
-3. Queues a real task (body `bench.streams:ticker`, run by the server's runner in its own
-   process) that waits for a go signal, then writes one log line every --interval seconds.
+3. Queues a real task (body `test.ticker`: this module's `ticker` through BERTH_TEST_TASK_BODIES,
+   run by the server's runner in its own process) that waits for a go signal, then writes one
+   log line every --interval seconds.
 4. Opens --clients concurrent EventSource connections to /tasks/{id}/logstream (asyncio clients
    in --client-procs processes), waits until all are connected, then gives the go.
 5. While the lines flow, measures GET /cloudron/status latency again, and samples the server
@@ -177,10 +178,13 @@ def main():
     p.add_argument("--baseline", type=float, default=8.0)
     args = p.parse_args()
 
+    # The ticker below is the `test.ticker` task body, in this process and in the server.
+    os.environ["BERTH_TEST_TASK_BODIES"] = "bench.streams"
     import requests
-    from support.harness import BerthServer
-    from models import database, open_database
+
     import tasks
+    from models import database, open_database
+    from support.harness import BerthServer
 
     server = BerthServer(workers=1, env={"BERTH_RATE_LIMIT": "0"})
     try:
@@ -200,7 +204,7 @@ def main():
 
         go_file = os.path.join(tempfile.mkdtemp(prefix="berth-bench-"), "go")
         open_database("sqlite:///" + os.path.join(server.data_dir, "berth.db"))
-        task_id = tasks.start("update", "bench.streams:ticker",
+        task_id = tasks.start("update", "test.ticker",
                               {"go_file": go_file, "lines": args.lines, "interval": args.interval},
                               timeout=600)
         database.close()

@@ -4,13 +4,14 @@ import os
 import sys
 
 from core import config
+from web.startup import make_data_dir_private
 
 WORKER_CLASS = "uvicorn_worker.UvicornWorker"  # Connexion 3 apps are ASGI
 
 
 def _migrate(cfg):
     from models import migrations, open_database
-    os.makedirs(cfg.data_dir, exist_ok=True)
+    make_data_dir_private(cfg)  # umask 077, data dir 0700, database files 0600
     open_database(cfg.database_url)
     applied = migrations.migrate()
     print(f"berth: database at schema version {migrations.current_version()}"
@@ -18,8 +19,12 @@ def _migrate(cfg):
 
 
 def _serve(cfg, workers):
+    # X-Forwarded-For / -Proto are believed only from BERTH_TRUSTED_PROXIES (none by default):
+    # gunicorn would otherwise trust 127.0.0.1, and the client address feeds the login throttle
+    # and the event log. Access log lines are redacted by the app (web.access_log).
     argv = ["gunicorn", "-k", WORKER_CLASS, "-w", str(workers), "-b", f"{cfg.host}:{cfg.port}",
-            "--graceful-timeout", "10", "--no-control-socket", "--access-logfile", "-", "wsgi:app"]
+            "--graceful-timeout", "10", "--no-control-socket", "--access-logfile", "-",
+            "--forwarded-allow-ips", ",".join(cfg.trusted_proxies), "wsgi:app"]
     os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: wsgi.py
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
     os.execv(gunicorn, argv)
@@ -28,6 +33,7 @@ def _serve(cfg, workers):
 def _coverage():
     """Print implemented/total operations of openapi.yaml (a 501 stub is not implemented)."""
     import importlib
+
     from web import spec as contract
     spec = contract.load_spec()
     total, done, missing = 0, 0, {}
@@ -53,14 +59,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         cfg = config.load()
+        if args.command in ("migrate", "serve"):
+            _migrate(cfg)
     except config.ConfigError as e:
         sys.exit(f"berth: configuration error: {e}")
-    if args.command == "migrate":
-        _migrate(cfg)
-    elif args.command == "serve":
-        _migrate(cfg)
+    if args.command == "serve":
         _serve(cfg, args.workers or cfg.workers)
-    else:
+    elif args.command == "api-coverage":
         _coverage()
 
 

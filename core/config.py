@@ -4,6 +4,7 @@ Every setting has a default that works for `make run` on one machine; a bad valu
 start-up with one line naming the variable (ConfigError), never a traceback.
 """
 import dataclasses
+import ipaddress
 import os
 from urllib.parse import urlparse
 
@@ -28,6 +29,9 @@ class Config:
     workers: int = 1         # gunicorn worker processes (`berth serve`)
     app_catalog: str = ""    # JSON file of the app catalog (appStoreId -> manifest)
     test_task_bodies: str = ""  # module whose functions are the `test.*` task bodies (tests only)
+    allow_local_storage_endpoints: bool = False  # backup storage on loopback/private addresses (tests)
+    max_body_bytes: int = 4 * 1024 * 1024  # largest request body (upload routes may declare more)
+    trusted_proxies: tuple = ()  # addresses/networks whose X-Forwarded-For is believed (none)
     version: str = "1.0.0"
 
 
@@ -51,6 +55,27 @@ def _int(env, name, default, minimum=0):
     if value < minimum:
         raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
     return value
+
+
+def _flag(env, name):
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name}={raw!r} must be 1 or 0")
+
+
+def _networks(env, name):
+    """Comma-separated addresses or networks (`10.0.0.1,10.1.0.0/16`; `*` = any)."""
+    values = tuple(v.strip() for v in env.get(name, "").split(",") if v.strip())
+    for value in values:
+        if value != "*":
+            try:
+                ipaddress.ip_network(value)
+            except ValueError:
+                raise ConfigError(f"{name}: {value!r} is not an IP address or network") from None
+    return values
 
 
 def _database_url(env, data_dir):
@@ -87,6 +112,9 @@ def load(env=None):
         workers=_int(env, "BERTH_WORKERS", 1, minimum=1),
         app_catalog=env.get("BERTH_APP_CATALOG", "").strip(),
         test_task_bodies=env.get("BERTH_TEST_TASK_BODIES", "").strip(),
+        allow_local_storage_endpoints=_flag(env, "BERTH_ALLOW_LOCAL_STORAGE_ENDPOINTS"),
+        max_body_bytes=_int(env, "BERTH_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024),
+        trusted_proxies=_networks(env, "BERTH_TRUSTED_PROXIES"),
     )
 
 

@@ -1,39 +1,73 @@
-"""What /proc says about a process: Berth checks its own helpers (nginx, task runners) this way."""
-import os
+"""What the kernel says about a process (through psutil): Berth checks its own helpers (nginx,
+task runners) this way, and tells a reused pid apart by its start time."""
+import psutil
 
-GONE = ("Z", "X")  # zombie (dead, not reaped: common in containers whose init does not reap) or dead
+GONE = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)  # a zombie is dead, only not reaped yet
 
 
-def stat(pid):
-    """(state, ppid, start time in clock ticks) of process `pid`, or None when there is none."""
+def _process(pid):
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
+        return psutil.Process(pid)
+    except (psutil.NoSuchProcess, ValueError):
         return None
-    # comm may contain spaces and parentheses; the fields after the last ')' are fixed.
-    fields = data[data.rindex(")") + 2:].split()
-    return fields[0], int(fields[1]), fields[19]
 
 
-def alive(pid):
+def alive(pid: int) -> bool:
     """Is `pid` a running process (not a zombie)?"""
-    info = stat(pid)
-    return info is not None and info[0] not in GONE
+    proc = _process(pid)
+    try:
+        return proc is not None and proc.status() not in GONE
+    except psutil.NoSuchProcess:
+        return False
 
 
-def start_time(pid):
+def start_time(pid: int) -> str:
     """When `pid` started ('' if it does not exist): tells a reused pid apart."""
-    info = stat(pid)
-    return info[2] if info else ""
+    proc = _process(pid)
+    try:
+        return f"{proc.create_time():.2f}" if proc else ""
+    except psutil.NoSuchProcess:
+        return ""
 
 
-def children(pid):
+def children(pid: int) -> list[int]:
     """Live child processes of `pid`."""
+    proc = _process(pid)
+    if proc is None:
+        return []
     kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            info = stat(int(entry))
-            if info is not None and info[1] == pid and info[0] not in GONE:
-                kids.append(int(entry))
+    for child in proc.children():
+        try:
+            if child.status() not in GONE:
+                kids.append(child.pid)
+        except psutil.NoSuchProcess:
+            pass
     return kids
+
+
+def cmdline(pid: int) -> list[str]:
+    """The command line of `pid` ([] when it is gone or unreadable)."""
+    proc = _process(pid)
+    try:
+        return proc.cmdline() if proc else []
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def find(predicate) -> list[int]:
+    """Pids of live processes whose command line satisfies `predicate(argv)`."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        info = proc.info
+        if info["status"] not in GONE and info["cmdline"] and predicate(info["cmdline"]):
+            found.append(proc.pid)
+    return found
+
+
+def open_files(pid: int) -> list[str]:
+    """Paths of the regular files `pid` has open ([] when it is gone or unreadable)."""
+    proc = _process(pid)
+    try:
+        return [f.path for f in proc.open_files()] if proc else []
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []

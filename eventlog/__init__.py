@@ -16,6 +16,8 @@ class Actor:
         return {"userId": self.user_id, "username": self.username, "ip": self.ip}
 
 
+SYSTEM = Actor(username="berth")  # Berth itself: schedules, health checks, reconciliation
+
 SENSITIVE = {"password", "newPassword", "token", "accessToken", "secret", "key", "resetToken"}
 
 

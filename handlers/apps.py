@@ -1,15 +1,14 @@
 """Apps tag: install apps and drive their lifecycle (the work runs as app tasks)."""
 import flask
 
-import accounts
-from apps import logs as app_logs
 import apps
 import backups
-import log_streams
-from web.request_context import actor
-from web.unbuilt import not_implemented
+from apps import logs as app_logs
 from handlers.app_schemas import full, restricted
 from handlers.backups import schema as backup_schema
+from web import event_stream
+from web.request_context import actor
+from web.unbuilt import not_implemented
 
 __getattr__ = not_implemented(__name__)
 
@@ -29,12 +28,9 @@ def install_app(body, token_info):
 
 
 def list_apps(token_info):
-    role = token_info["role"]
-    if role in ("owner", "admin"):
-        return {"apps": [_dump(a) for a in apps.list_apps()]}
-    me = accounts.with_group_ids([accounts.get_user(token_info["sub"])])[0]
-    visible = [a for a in apps.list_apps() if apps.may_access(a, me.id, role, me.group_ids)]
-    return {"apps": [_dump(a, restricted) for a in visible]}
+    who = actor(token_info)
+    schema = full if apps.sees_everything(who) else restricted
+    return {"apps": [_dump(a, schema) for a in apps.visible_apps(who)]}
 
 
 def get_app(appid):
@@ -104,8 +100,9 @@ def set_icon(appid, body, token_info):
     return {}
 
 
-def get_icon(appid, original=False):
-    return flask.Response(apps.read_icon(appid), mimetype="image/png")
+def get_icon(appid, token_info, original=False):
+    # The access rule of GET /apps: a user outside the app's access restriction gets a 404.
+    return flask.Response(apps.read_icon(actor(token_info), appid), mimetype="image/png")
 
 
 def set_automatic_backup(appid, body, token_info):
@@ -125,15 +122,15 @@ def get_logs(appid, lines=10, format_="json"):
                           headers={"Content-Disposition": 'attachment; filename="log.txt"'})
 
 
-@log_streams.operation
+@event_stream.operation
 async def stream_logs(appid, lines=10, last_event_id=None, **_):
-    # Served on the event loop by log_streams.StreamMiddleware, never through Flask.
+    # Served on the event loop by web.event_stream.StreamMiddleware, never through Flask.
     import asyncio
     await asyncio.to_thread(apps.get_app, appid)
     return await app_logs.follow(appid, lines, last_event_id)
 
 
-# ---- backups, restore and clone (domain code in backups.py) -------------------------------------
+# ---- backups, restore and clone (domain code in the backups package) -------------------------------------
 
 def list_backups(appid, page=1, per_page=25):
     return {"backups": backup_schema.dump(backups.list_app_backups(appid, page, per_page), many=True)}

@@ -3,9 +3,9 @@ import flask
 from marshmallow import Schema, fields
 
 import backups
+from handlers.serialize import IsoTime
 from web.request_context import actor
 from web.unbuilt import not_implemented
-from handlers.serialize import IsoTime
 
 __getattr__ = not_implemented(__name__)
 

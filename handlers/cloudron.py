@@ -1,14 +1,14 @@
 """Cloudron tag: status, activation, login/logout, config, event log."""
 import accounts
-import eventlog
 import backups
-from core import config
+import eventlog
 import platform_settings
 from accounts import sessions
+from core import config
 from core.errors import NotFound
+from handlers import serialize
 from web.request_context import actor, client_ip
 from web.unbuilt import not_implemented
-from handlers import serialize
 
 __getattr__ = not_implemented(__name__)
 

@@ -2,8 +2,8 @@
 from marshmallow import Schema, fields
 
 from eventlog import notifications
-from web.unbuilt import not_implemented
 from handlers.serialize import IsoTime
+from web.unbuilt import not_implemented
 
 __getattr__ = not_implemented(__name__)
 

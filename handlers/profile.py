@@ -1,6 +1,5 @@
 """Profile tag: the caller's own account."""
-import accounts
-from accounts import avatars
+from accounts import avatars, users
 from handlers import serialize
 from web.request_context import actor
 from web.unbuilt import not_implemented
@@ -9,16 +8,18 @@ __getattr__ = not_implemented(__name__)
 
 
 def get_profile(token_info):
-    return serialize.profile.dump(accounts.get_user(token_info["sub"]))
+    return serialize.profile.dump(users.get_user(token_info["sub"]))
 
 
 def update_profile(body, token_info):
-    accounts.update_profile(actor(token_info), body)
+    users.update_profile(actor(token_info), body)
     return None, 204
 
 
 def change_password(body, token_info):
-    accounts.change_own_password(actor(token_info), body["password"], body["newPassword"])
+    # The token making the change stays valid; every other session of the user ends.
+    users.change_own_password(actor(token_info), body["password"], body["newPassword"],
+                              token_info["token_id"])
     return None, 204
 
 

@@ -5,7 +5,7 @@ Nothing secret (hashes, invite tokens) has a field here, so it can never be seri
 """
 from marshmallow import Schema, fields
 
-from models import iso
+from core.times import iso
 
 
 class IsoTime(fields.Field):

@@ -2,10 +2,10 @@
 import flask
 from marshmallow import Schema, fields
 
-import log_streams
 import tasks
-from web.unbuilt import not_implemented
 from handlers.serialize import IsoTime
+from web import event_stream
+from web.unbuilt import not_implemented
 
 __getattr__ = not_implemented(__name__)
 
@@ -45,7 +45,7 @@ def stop_task(task_id):
     return None, 204
 
 
-@log_streams.operation
+@event_stream.operation
 async def stream_logs(task_id, lines=10, last_event_id=None, **_):
-    # Served on the event loop by log_streams.StreamMiddleware, never through Flask.
+    # Served on the event loop by web.event_stream.StreamMiddleware, never through Flask.
     return await tasks.follow_log(int(task_id), lines, last_event_id)

@@ -4,13 +4,14 @@ SQLite is the embedded default (WAL so readers never wait for the writer, a busy
 concurrent writers queue instead of failing, foreign keys on); PostgreSQL is used when
 BERTH_DATABASE_URL says postgresql://.
 """
-import datetime
 import json
 import os
 from urllib.parse import urlparse
 
 import peewee
 from playhouse.db_url import connect
+
+from core.times import iso, utcnow  # noqa: F401  (models re-export them)
 
 database = peewee.DatabaseProxy()
 
@@ -41,17 +42,6 @@ def is_postgres():
     return isinstance(database.obj, peewee.PostgresqlDatabase)
 
 
-def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-
-
-def iso(value):
-    """ISO-8601 UTC string as the Cloudron API emits it (None stays None)."""
-    if value is None:
-        return None
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
 class JSONField(peewee.TextField):
     """JSON stored as text, so the same column works on SQLite and PostgreSQL."""
 
@@ -66,3 +56,12 @@ class BaseModel(peewee.Model):
     class Meta:
         database = database
         legacy_table_names = False
+
+    @classmethod
+    def get_or_raise(cls, error, *where):
+        """The one row matching `where`, or raise `error` (an ApiError instance, usually NotFound):
+        the get-or-404 of every area."""
+        row = cls.get_or_none(*where)
+        if row is None:
+            raise error
+        return row

@@ -10,7 +10,7 @@ class Task(BaseModel):
     a runner claims it (pending -> active) and runs `body` in a child process."""
     id = peewee.AutoField()
     type = peewee.CharField(max_length=32, index=True)      # Cloudron task type: app, backup, ...
-    body = peewee.CharField(max_length=200)                  # "module:function" run by the task process
+    body = peewee.CharField(max_length=200)                  # stable name (tasks.registry) run by the task process
     args = JSONField(default=dict)                           # keyword arguments of the body
     locks = peewee.CharField(max_length=400, default="")     # comma-separated; equal keys never run together
     timeout = peewee.IntegerField(null=True)                 # seconds; None = no limit

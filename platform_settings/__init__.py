@@ -1,7 +1,7 @@
 """Platform settings under /settings/<name>: stored in the settings table, validated on write.
 
 The update patterns are schedules (tasks.schedules), so a change takes effect at once in every
-process: `app_autoupdate_pattern` drives app_updates.check_all; `box_autoupdate_pattern` is kept
+process: `app_autoupdate_pattern` drives apps.updates.check_all; `box_autoupdate_pattern` is kept
 for clients but fires nothing, as Berth updates itself through its package, not in place.
 """
 import zoneinfo
@@ -22,23 +22,23 @@ APP_UPDATE_SCHEDULE = ("app-autoupdate", "00 00 1,3,5,23 * * *", "apps.autoupdat
 BOX_UPDATE_SCHEDULE = ("box-autoupdate", "never", "box.autoupdate")
 
 
-def register():
+def register() -> None:
     schedules.ensure(*APP_UPDATE_SCHEDULE)
     schedules.ensure(*BOX_UPDATE_SCHEDULE)
 
 
-def get(name):
-    row = Setting.get_or_none(Setting.name == name)
-    return row.value if row is not None and row.value is not None else DEFAULTS.get(name)
+def get(name: str):
+    """The stored value, or the default (a stored null counts as not set)."""
+    value = Setting.read(name)
+    return DEFAULTS.get(name) if value is None else value
 
 
-def put(actor, name, value):
-    Setting.insert(name=name, value=value).on_conflict(
-        conflict_target=[Setting.name], update={Setting.value: value}).execute()
+def put(actor: eventlog.Actor, name: str, value) -> None:
+    Setting.put(name, value)
     eventlog.record("cloudron.settings", actor, setting=name, value=value)
 
 
-def set_time_zone(actor, tz):
+def set_time_zone(actor: eventlog.Actor, tz: str) -> None:
     try:
         zoneinfo.ZoneInfo(tz)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -47,7 +47,7 @@ def set_time_zone(actor, tz):
     schedules.changed()  # schedules fire in the Cloudron's time zone
 
 
-def set_cloudron_name(actor, name):
+def set_cloudron_name(actor: eventlog.Actor, name: str) -> None:
     name = name.strip()
     if not 1 <= len(name) <= 64:
         raise BadRequest("must be 1 to 64 characters", "name")
@@ -58,13 +58,13 @@ def _schedule(which):
     return APP_UPDATE_SCHEDULE if which == "app" else BOX_UPDATE_SCHEDULE
 
 
-def get_update_pattern(which):
+def get_update_pattern(which: str) -> str:
     name, default, _ = _schedule(which)
     row = schedules.get(name)
     return row.pattern if row is not None else default
 
 
-def set_update_pattern(actor, which, pattern):
+def set_update_pattern(actor: eventlog.Actor, which: str, pattern: str) -> None:
     name, _, action = _schedule(which)
     schedules.save(name, pattern, action)  # validates: 400 naming `pattern`
     eventlog.record("cloudron.settings", actor, setting=f"{which}_autoupdate_pattern", value=pattern)

@@ -19,7 +19,7 @@ Design (why it is built this way):
   the active tasks of runners that are gone (lease lapsed, or process gone from this host), so
   a task is never left active forever.
 - Logs: one file per task (tasks.logs); GET .../logs reads it, .../logstream follows it through
-  the async `logstream` module.
+  the async log_streams package (served as Server-Sent Events by web.event_stream).
 - Schedules (tasks.schedules): APScheduler cron triggers with seconds, stored in the database
   and fired exactly once per fire time across all processes by claiming (schedule, fire time).
 

@@ -7,7 +7,6 @@ runner records why it stopped the task, and sends SIGKILL if the body does not e
 Exit status 0 means the outcome is recorded; anything else is reported by the runner.
 """
 import ctypes
-import importlib
 import json
 import os
 import signal
@@ -17,7 +16,6 @@ import traceback
 from core import config
 from models import open_database
 from tasks import context, registry, store
-from tasks import registry
 from tasks.context import TaskStopped
 
 PR_SET_PDEATHSIG = 1

@@ -4,13 +4,13 @@ its runner. Read whole or in part for GET /tasks/{id}/logs, followed for the log
 import os
 import threading
 
-from core import config
 import log_streams
+from core import data_paths
 from tasks import store
 
 
 def directory():
-    return os.path.join(config.get().data_dir, "logs", "tasks")
+    return data_paths.task_logs()
 
 
 def path(task_id):

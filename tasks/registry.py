@@ -33,8 +33,9 @@ ACTIONS = {
     "apps.health_check": "apps.health:check_all",
     "apps.autoupdate": "apps.updates:check_all",
     "box.autoupdate": "apps.updates:nothing",
-    "backup.scheduled": "backups:scheduled_backup",
-    "backup.scheduled_cleanup": "backups:scheduled_cleanup",
+    "backup.scheduled": "backups.scheduled:scheduled_backup",
+    "backup.scheduled_cleanup": "backups.scheduled:scheduled_cleanup",
+    "backup.sweep": "backups.scheduled:sweep",
 }
 
 def _target(table, name):

@@ -11,13 +11,12 @@ import dataclasses
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 import uuid
 
-from core import config
+from core import commands, config
 from tasks import logs, store
 
 log = logging.getLogger("berth.tasks")
@@ -34,7 +33,7 @@ STOP_GRACE_SECS = 5.0       # SIGTERM -> SIGKILL
 @dataclasses.dataclass
 class Child:
     task_id: int
-    popen: subprocess.Popen
+    popen: commands.Popen
     deadline: float = None          # monotonic; None = no time limit
     reason: str = None              # why we signalled it: store.STOPPED / store.TIMEOUT
     term_at: float = None
@@ -109,9 +108,9 @@ class Runner:
         fd = None
         try:
             fd = logs.open_fd(task.id)  # early output (before the body's own capture) lands in the log
-            popen = subprocess.Popen(
+            popen = commands.spawn(
                 [sys.executable, "-m", "tasks.child", str(task.id), str(os.getpid())],
-                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+                cwd=ROOT, env=env, stdin=commands.DEVNULL, stdout=fd, stderr=fd,
                 start_new_session=True)  # own process group: stop reaches programs it started
         except OSError as e:
             store.finish(task.id, error=store.abnormal_error(store.CRASHED, task,

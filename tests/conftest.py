@@ -4,16 +4,21 @@
 against both. `owner` is an activated instance's owner client (one per backend per session);
 tests that need a pristine instance use `fresh_berth`.
 """
+import dataclasses
 import os
 
 import pytest
 
-from support.harness import Api, BerthServer, PostgresCluster, require, unique  # noqa: F401
+from core import config
+from support.harness import Api, BerthServer, PostgresCluster, activate, require, unique  # noqa: F401
 from support.s3server import S3Server
 
 # Test task bodies (tests/support/task_bodies.py) are the `test.*` names of tasks.registry in
 # this process and in every server the tests start (they inherit the environment).
 os.environ.setdefault("BERTH_TEST_TASK_BODIES", "tests.support.task_bodies")
+# The S3 test server listens on 127.0.0.1; production refuses local storage endpoints. Tests of
+# that refusal start their server with BERTH_ALLOW_LOCAL_STORAGE_ENDPOINTS=0.
+os.environ.setdefault("BERTH_ALLOW_LOCAL_STORAGE_ENDPOINTS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -48,11 +53,7 @@ def fresh_berth(request):
 
 @pytest.fixture(scope="session")
 def owner(berth):
-    api = Api(berth.api)
-    r = api.post("/cloudron/activate", json={"username": "owner", "password": "Owner-pass-1",
-                                             "email": "owner@example.com"})
-    assert r.status_code == 201, r.text
-    return api.with_token(r.json()["token"])
+    return activate(berth)
 
 
 
@@ -77,3 +78,14 @@ def s3():
     server = S3Server().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def settings():
+    """Change core.config for one test: settings(data_dir=..., allow_local_storage_endpoints=...)."""
+    before = config.get()
+
+    def change(**values):
+        config.use(dataclasses.replace(config.get(), **values))
+    yield change
+    config.use(before)

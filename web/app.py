@@ -2,32 +2,30 @@
 and the one error format (`{"status", "message"}`) for every failure."""
 import json
 import logging
-import os
 
 import connexion
 import flask
 from a2wsgi import WSGIMiddleware
+from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import ProblemException
 from connexion.jsonifier import Jsonifier
 from connexion.lifecycle import ConnexionResponse
+from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from connexion.validators import VALIDATOR_MAP
-from connexion.datastructures import MediaTypeDict
 
-from apps import health as app_health
-from web import security
-import platform_settings
 import backups
+import platform_settings
+from apps import health as app_health
 from core import config
-from web import unbuilt
-import log_streams
 from core.errors import ApiError, body, reason
 from models import migrations, open_database
+from web import access_log, event_stream, request_limits, security, unbuilt
+from web.lifespan import lifespan
 from web.request_validation import LiberalJSONBodyValidator, NamedParameterValidator
-from tasks.lifecycle import lifespan as task_engine
-
 from web.spec import ROOT, load_spec, operations
+from web.startup import make_data_dir_private
 
 log = logging.getLogger("berth")
 
@@ -66,7 +64,8 @@ def _flask_api_error(exc):
 def create_app(cfg=None):
     cfg = cfg or config.load()
     config.use(cfg)
-    os.makedirs(cfg.data_dir, exist_ok=True)
+    make_data_dir_private(cfg)  # umask 077, data dir 0700, database files 0600
+    access_log.install()        # no token in access log lines
     open_database(cfg.database_url)
     migrations.migrate()
     app_health.register()  # recurring health check and reconciliation of apps
@@ -76,7 +75,7 @@ def create_app(cfg=None):
     spec = load_spec()
     unbuilt.register_routes(spec)
     roles = {}
-    for op_id, method, path, op in operations(spec):
+    for op_id, method, _path, op in operations(spec):
         declared = op.get("x-roles") or []
         roles[op_id] = (None if declared == ["public"] else frozenset(declared), method)
     security.configure(roles, cfg.rate_limit)
@@ -85,10 +84,14 @@ def create_app(cfg=None):
     validators["body"] = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": LiberalJSONBodyValidator})
     # The task runner and scheduler live as long as each serving worker (ASGI lifespan).
     # Compact JSON: Connexion's default pretty-printing costs time and a third more bytes.
-    app = connexion.FlaskApp(__name__, specification_dir=ROOT, lifespan=task_engine,
+    app = connexion.FlaskApp(__name__, specification_dir=ROOT, lifespan=lifespan,
                              jsonifier=Jsonifier(json, separators=(",", ":")))
+    # Body size limits apply right after routing (they depend on the operation), before the
+    # token check and before validation reads and parses the body.
+    app.add_middleware(request_limits.BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_SECURITY,
+                       default=cfg.max_body_bytes, limits=request_limits.operation_limits(operations(spec)))
     # Log streams are answered on the event loop after routing, auth and validation, not by Flask.
-    app.add_middleware(log_streams.StreamMiddleware)
+    app.add_middleware(event_stream.StreamMiddleware)
     app.add_api(
         spec, resolver=Resolver(), pythonic_params=True, validator_map=validators,
         swagger_ui_options=SwaggerUIOptions(swagger_ui=True, swagger_ui_path="/ui"),

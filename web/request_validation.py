@@ -2,32 +2,62 @@
 
 Liberal in what it accepts, as Cloudron clients expect: an empty body means `{}`, and a
 top-level field sent as null is treated as absent unless the spec marks it `x-nullable`.
-Validation errors name the field: `username: 'a b' does not match '^[a-zA-Z0-9.-]+$'`.
+Validation errors name the field: `username: 'a b' does not match '^[a-zA-Z0-9.-]+$'`, and
+quote at most QUOTE_CHARS of the offending value: the answer to a huge value stays small.
 """
 import json
 
 from connexion.exceptions import BadRequestProblem
 from connexion.validators import JSONRequestBodyValidator, ParameterValidator
-from jsonschema import Draft4Validator
-from jsonschema import ValidationError
+from jsonschema import Draft4Validator, ValidationError
 from starlette.datastructures import Headers
+
+QUOTE_CHARS = 64       # most characters of an offending value quoted back
+MESSAGE_CHARS = 512    # most characters of a whole message (names and keys can be long too)
+
+
+def short_message(error):
+    """jsonschema's message with the offending value (quoted whole, `'aaaa…' is too long`)
+    cut to QUOTE_CHARS, and the whole message to MESSAGE_CHARS."""
+    message = error.message
+    quoted = repr(error.instance)
+    if len(quoted) > QUOTE_CHARS + 1 and quoted in message:
+        message = message.replace(quoted, quoted[:QUOTE_CHARS] + "…")
+    return message if len(message) <= MESSAGE_CHARS else message[:MESSAGE_CHARS] + "…"
 
 
 def field_message(error):
     """`<field>: <reason>` for a jsonschema ValidationError."""
     path = ".".join(str(p) for p in error.absolute_path)
+    if len(path) > QUOTE_CHARS:
+        path = path[:QUOTE_CHARS] + "…"
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         field = f"{path}.{missing}" if path else missing
         return f"{field}: is required"
-    return f"{path}: {error.message}" if path else error.message
+    message = short_message(error)
+    return f"{path}: {message}" if path else message
 
 
 class LiberalJSONBodyValidator(JSONRequestBodyValidator):
     MUTABLE_VALIDATION = True  # pass the cleaned body (not the raw bytes) on to the handler
 
     async def wrap_receive(self, receive, *, scope):
-        if not int(Headers(scope=scope).get("content-length", 0) or 0):
+        headers = Headers(scope=scope)
+        if "content-length" not in headers and "chunked" in headers.get("transfer-encoding", "").lower():
+            # Connexion takes a body without Content-Length for no body at all: read the chunked
+            # body (web.request_limits bounds it) and pass it on as a body of known length.
+            chunks = []
+            while True:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    break
+            raw = b"".join(chunks)
+            scope = dict(scope, headers=[(k, v) for k, v in scope["headers"] if k != b"transfer-encoding"]
+                         + [(b"content-length", str(len(raw)).encode())])
+            receive = self._insert_messages(receive, messages=[{"type": "http.request", "body": raw}])
+        elif not int(headers.get("content-length", 0) or 0):
             receive, scope = self._insert_body(receive, body={}, scope=scope)
         return await super().wrap_receive(receive, scope=scope)
 
@@ -65,4 +95,4 @@ class NamedParameterValidator(ParameterValidator):
         schema = param.get("schema", param)
         error = next(iter(Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
                           .iter_errors(value)), None)
-        return f"{param['name']}: {error.message}" if error else None
+        return f"{param['name']}: {short_message(error)}" if error else None

@@ -1,5 +1,5 @@
 """Apps for real: a Berth server (SQLite) installs the FROM-scratch busybox test image
-(tests/images.py) on the real Docker engine behind its own nginx, and everything is checked
+(tests/support/images.py) on the real Docker engine behind its own nginx, and everything is checked
 through the API, the engine (docker inspect) and the proxy (curl --resolve on 127.0.0.1).
 
 Each test installs its own apps at its own locations on one shared server; the test that
@@ -13,9 +13,6 @@ Waits have timeouts only to fail instead of hanging; how fast installs are is be
 import base64
 import json
 import os
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 
@@ -23,217 +20,8 @@ import pytest
 import requests
 
 from support import images
-from support.harness import Api, BerthServer, proxy_env, remove_app_containers, require, stop_proxy
-
-DOMAIN = "example.test"
-CATALOG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support", "catalog.json")
-CATALOG_ID = "io.berth.test.catalog"
-MIB = 1024 * 1024
-
-
-def _docker():
-    try:
-        import docker
-        client = docker.from_env()
-        client.ping()
-        return client
-    except Exception:  # noqa: BLE001 - any failure means "no engine here"
-        return None
-
-
-def _closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-class AppsBerth:
-    """A Berth server with a managed nginx on free ports, an owner, the domain example.test, the
-    test catalog, and helpers to drive apps and look at them from outside."""
-
-    def __init__(self, image, catalog, docker_client, tmp, database_url=None):
-        self.image = image
-        self.database_url = database_url
-        self.docker = docker_client
-        # Polling task and app states is most of what these tests send, on one token: not the
-        # per-token rate limit's test, so it is off (BERTH_RATE_LIMIT=0).
-        self.env = proxy_env({"BERTH_APP_CATALOG": catalog, "BERTH_RATE_LIMIT": "0"})
-        self.http_port = int(self.env["BERTH_PROXY_HTTP_PORT"])
-        self.https_port = int(self.env["BERTH_PROXY_HTTPS_PORT"])
-        self.data_dir = tmp
-        self.server = None
-        self.api = None
-        self.app_ids = set()
-
-    # -- the server -----------------------------------------------------------------------------
-
-    def start(self):
-        self.server = BerthServer(database_url=self.database_url, data_dir=self.data_dir,
-                                  env=self.env).start()
-        token = self.api.token if self.api else None
-        if token is None:
-            anon = Api(self.server.api)
-            r = anon.post("/cloudron/activate", json={"username": "owner", "password": "Owner-pass-1",
-                                                      "email": "owner@example.com"})
-            assert r.status_code == 201, r.text
-            token = r.json()["token"]
-        self.api = Api(self.server.api, token)
-        if self.api.get(f"/domains/{DOMAIN}").status_code == 404:
-            r = self.api.post("/domains", json={"domain": DOMAIN, "provider": "noop", "config": {}})
-            assert r.status_code == 201, r.text
-        return self
-
-    def close(self):
-        try:
-            if self.server is not None:
-                self.server.stop()
-        finally:
-            stop_proxy(self.data_dir)
-            remove_app_containers(self.app_ids)
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    # -- requests -------------------------------------------------------------------------------
-
-    def manifest(self, **changes):
-        manifest = {"manifestVersion": 2, "id": "io.berth.test.httpd", "version": "1.0.0",
-                    "title": "Berth test app", "dockerImage": self.image, "httpPort": images.PORT,
-                    "healthCheckPath": images.HEALTH_PATH}
-        manifest.update(changes)
-        return manifest
-
-    def request_install(self, location, manifest=None, **body):
-        body = {"location": location, "domain": DOMAIN, **body}
-        if "appStoreId" not in body:
-            body["manifest"] = manifest or self.manifest()
-        r = self.api.post("/apps/install", json=body)
-        if r.status_code == 202:
-            self.app_ids.add(r.json()["id"])
-        return r
-
-    def install(self, location, manifest=None, **body):
-        """Install and wait for the task; returns the app (asserting it is installed)."""
-        r = self.request_install(location, manifest, **body)
-        assert r.status_code == 202, r.text
-        task = self.wait_task(r.json()["taskId"])
-        assert task["success"], task
-        app = self.app(r.json()["id"])
-        assert app["installationState"] == "installed", app
-        return app
-
-    def run(self, r):
-        """Wait for the task of a 202 answer; returns the finished task."""
-        assert r.status_code == 202, r.text
-        assert set(r.json()) == {"taskId"}, r.json()
-        return self.wait_task(r.json()["taskId"])
-
-    def wait_task(self, task_id, timeout=90):
-        deadline = time.time() + timeout
-        while True:
-            r = self.api.get(f"/tasks/{task_id}")
-            assert r.status_code == 200, r.text
-            task = r.json()
-            if not task["active"] and not task["pending"]:
-                return task
-            assert time.time() < deadline, f"task {task_id} still running after {timeout}s: {task}"
-            time.sleep(0.1)
-
-    def task_log(self, task_id):
-        r = self.api.get(f"/tasks/{task_id}/logs", params={"lines": -1, "format": "plain"})
-        assert r.status_code == 200, r.text
-        return r.text
-
-    def app(self, app_id):
-        r = self.api.get(f"/apps/{app_id}")
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def wait_app(self, app_id, what, predicate, timeout=30):
-        deadline = time.time() + timeout
-        while True:
-            app = self.app(app_id)
-            if predicate(app):
-                return app
-            assert time.time() < deadline, f"app never {what} within {timeout}s: {app}"
-            time.sleep(0.2)
-
-    # -- looking from outside -------------------------------------------------------------------
-
-    def curl(self, host, path="/", https=True):
-        """(status, headers, body) of GET <host><path> through Berth's nginx (curl --resolve)."""
-        port = self.https_port if https else self.http_port
-        url = f"{'https' if https else 'http'}://{host}:{port}{path}"
-        out = subprocess.run(["curl", "-sS", "-k", "-i", "--max-time", "10", "--resolve",
-                              f"{host}:{port}:127.0.0.1", url], capture_output=True)
-        assert out.returncode == 0, f"curl {url}: {out.stderr.decode(errors='replace')}"
-        # Bytes, not text=True: universal newlines would turn the header block's CRLFs into LFs.
-        head, _, body = out.stdout.decode(errors="replace").partition("\r\n\r\n")
-        lines = head.split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        return int(lines[0].split()[1]), headers, body
-
-    def wait_page(self, host, what, predicate, timeout=10):
-        """Poll the page at `host` until predicate(status, body); the proxy is updated right
-        after the database, so a state seen through the API may be ahead of nginx by a reload."""
-        deadline = time.time() + timeout
-        while True:
-            status, _, body = self.curl(host)
-            if predicate(status, body):
-                return status, body
-            assert time.time() < deadline, f"{host} never {what} within {timeout}s: {status} {body}"
-            time.sleep(0.2)
-
-    def container_env(self, fqdn):
-        """The container's environment, as its /cgi-bin/env answers through the proxy."""
-        status, _, body = self.curl(fqdn, "/cgi-bin/env")
-        assert status == 200, body
-        return dict(line.split("=", 1) for line in body.splitlines() if "=" in line)
-
-    def container(self, app_id):
-        """`docker inspect` of the app's container (None when there is none)."""
-        found = self.docker.containers.list(all=True, filters={"label": f"berth.app-id={app_id}"})
-        assert len(found) <= 1, found
-        return found[0].attrs if found else None
-
-    def app_dir(self, app_id):
-        return os.path.join(self.data_dir, "apps", app_id)
-
-    def starts(self, app_id):
-        """How often the app's container started (the image appends a line to /app/data/starts)."""
-        with open(os.path.join(self.app_dir(app_id), "data", "starts")) as f:
-            return len(f.read().splitlines())
-
-    def vhost(self, app_id):
-        return os.path.join(self.data_dir, "nginx", "sites", f"app-{app_id}.conf")
-
-    def origin(self, fqdn):
-        return f"https://{fqdn}" + ("" if self.https_port == 443 else f":{self.https_port}")
-
-
-@pytest.fixture(scope="module")
-def parts(tmp_path_factory):
-    """What every app test needs from the machine: the engine, nginx, curl, the test image and
-    the test catalog (tests/support/catalog.json with the image placeholder replaced by its tag)."""
-    require("a Docker engine (Debian package docker.io, dockerd running)", _docker() is not None)
-    require("nginx (Debian package nginx)", shutil.which("nginx") is not None)
-    require("curl (Debian package curl)", shutil.which("curl") is not None)
-    require("a static busybox (Debian package busybox-static)", images.busybox_is_static())
-    client = _docker()
-    image = images.httpd_image(client, write_data=True)
-    with open(CATALOG) as f:
-        text = f.read()
-    assert "@TEST_IMAGE@" in text
-    catalog = tmp_path_factory.mktemp("catalog") / "catalog.json"
-    catalog.write_text(text.replace("@TEST_IMAGE@", image))
-    return {"image": image, "catalog": str(catalog), "docker": client}
-
-
-def _berth(parts, tmp_path_factory, database_url=None):
-    return AppsBerth(parts["image"], parts["catalog"], parts["docker"],
-                     str(tmp_path_factory.mktemp("berth-apps")), database_url)
+from support.apps_env import CATALOG_ID, DOMAIN, MIB, _berth, _closed_port, unique
+from support.harness import Api
 
 
 @pytest.fixture(scope="module")
@@ -809,3 +597,121 @@ def test_automatic_update_from_the_catalog_on_schedule(apps):
         assert apps.app(pinned["id"])["manifest"]["version"] == "1.0.0"
     finally:
         assert apps.api.post("/settings/app_autoupdate_pattern", json={"pattern": "never"}).status_code == 200
+
+
+# ---- stored names and who sees icons (security review findings 13 and 16) ---------------------
+
+NGINX_SYNTAX = "x y;} include /etc"
+
+
+def test_alias_with_nginx_syntax_refused(apps):
+    """An alias or redirect subdomain is a DNS label like `location`: text meant for nginx is a
+    400 naming the entry, and nothing is stored (it used to be stored and break reconciliation)."""
+    app = apps.install(unique("syntax"))
+    app_id = app["id"]
+    for kind in ("alternateDomains", "redirectDomains"):
+        for subdomain in (NGINX_SYNTAX, "a.b", "-x"):
+            r = apps.api.post(f"/apps/{app_id}/configure/location", json={
+                "location": app["location"], "domain": DOMAIN, kind: [{"domain": DOMAIN, "subdomain": subdomain}]})
+            message = _error(r, 400)
+            assert message.startswith(f"{kind}.0.subdomain: "), message
+    got = apps.app(app_id)
+    assert (got["alternateDomains"], got["redirectDomains"], got["taskId"]) == ([], [], None)
+    assert got["installationState"] == "installed"
+
+
+def test_domain_with_trailing_dot_and_case_is_stored_normalised_and_protected_from_delete(apps):
+    other = f"{unique('other')}.test"
+    r = apps.api.post("/domains", json={"domain": other, "provider": "noop", "config": {}})
+    assert r.status_code == 201, r.text
+    spelled = other.upper() + "."
+    app = apps.install(unique("Dot").upper(), domain=spelled)
+    assert app["domain"] == other and app["location"] == app["location"].lower()
+    assert app["fqdn"] == f"{app['location']}.{other}"
+    status, _, body = apps.curl(app["fqdn"])
+    assert status == 200 and images.INDEX_MARKER in body
+    assert app["id"] in _error(apps.api.delete(f"/domains/{other}"), 409)
+
+    # The same on configure, for the main name, aliases and redirects.
+    task = apps.run(apps.api.post(f"/apps/{app['id']}/configure/location", json={
+        "location": app["location"], "domain": f" {spelled} ",
+        "alternateDomains": [{"domain": spelled, "subdomain": "ALIAS"}],
+        "redirectDomains": [{"domain": spelled, "subdomain": "Old"}]}))
+    assert task["success"], task
+    got = apps.app(app["id"])
+    assert got["domain"] == other
+    assert got["alternateDomains"] == [{"domain": other, "subdomain": "alias"}]
+    assert got["redirectDomains"] == [{"domain": other, "subdomain": "old"}]
+    status, _, body = apps.curl(f"alias.{other}")
+    assert status == 200 and images.INDEX_MARKER in body
+    assert app["id"] in _error(apps.api.delete(f"/domains/{other.upper()}."), 409)
+
+    assert apps.run(apps.api.post(f"/apps/{app['id']}/uninstall"))["success"]
+    assert apps.api.delete(f"/domains/{other}").status_code == 204
+
+
+def test_icon_of_a_restricted_app_is_refused_outside_its_access_restriction(apps):
+    """GET /apps/{id}/icon applies the rule of GET /apps: a user the app is hidden from gets 404."""
+    users = {}
+    for who in ("allowed", "outside"):
+        name = unique(who).replace("-", "")
+        r = apps.api.post("/users", json={"username": name, "email": f"{name}@example.com",
+                                          "password": "User-pass-1", "role": "user"})
+        assert r.status_code == 201, r.text
+        login = Api(apps.api.base).post("/cloudron/login", json={"username": name, "password": "User-pass-1"})
+        assert login.status_code == 200, login.text
+        users[who] = (r.json()["id"], apps.api.with_token(login.json()["token"]))
+    app = apps.install(unique("icon"), accessRestriction={"users": [users["allowed"][0]], "groups": []})
+    png = b"\x89PNG\r\n\x1a\n" + b"\1" * 16
+    r = apps.api.post(f"/apps/{app['id']}/configure/icon", json={"icon": base64.b64encode(png).decode()})
+    assert r.status_code == 200, r.text
+
+    allowed, outside = users["allowed"][1], users["outside"][1]
+    assert app["id"] not in [a["id"] for a in outside.get("/apps").json()["apps"]]
+    r = outside.get(f"/apps/{app['id']}/icon")
+    assert r.status_code == 404 and r.content != png, r.text
+    got = allowed.get(f"/apps/{app['id']}/icon")
+    assert got.status_code == 200 and got.content == png
+    assert apps.api.get(f"/apps/{app['id']}/icon").content == png
+    # Lifting the restriction shows the icon to everyone.
+    assert apps.api.post(f"/apps/{app['id']}/configure/access_restriction",
+                         json={"accessRestriction": None}).status_code == 200
+    assert outside.get(f"/apps/{app['id']}/icon").content == png
+
+
+def test_one_bad_stored_alias_does_not_stop_health_checks_of_other_apps(parts, tmp_path_factory):
+    """A row with an alias nginx must not get (written to the database directly, as rows stored
+    before the check was added are) is reported at start-up and keeps its vhost; every other app
+    is still reconciled and health-checked: its stopped container is started again and its
+    deleted vhost rewritten."""
+    from models import database, open_database
+    from models.apps import App
+
+    berth = _berth(parts, tmp_path_factory)
+    try:
+        berth.start()
+        keep, bad = berth.install(unique("keep")), berth.install(unique("bad"))
+        berth.server.stop()
+        open_database("sqlite:///" + os.path.join(berth.data_dir, "berth.db"))
+        try:
+            App.update(alternate_domains=[{"domain": DOMAIN, "subdomain": NGINX_SYNTAX}]).where(
+                App.id == bad["id"]).execute()
+        finally:
+            database.close()
+        # While Berth is down, the other app's container stops and its vhost file goes away.
+        berth.docker.containers.get(berth.container(keep["id"])["Id"]).stop(timeout=1)
+        os.unlink(berth.vhost(keep["id"]))
+
+        berth.start()
+        berth.wait_app(keep["id"], "health-checked and started again",
+                       lambda a: a["health"] == "healthy" and berth.container(keep["id"])["State"]["Running"],
+                       timeout=40)
+        berth.wait_page(keep["fqdn"], "served again from its rewritten vhost",
+                        lambda status, body: status == 200 and images.INDEX_MARKER in body, timeout=20)
+        events = berth.api.get("/cloudron/eventlog", params={"action": "app.reconcile_skipped"}).json()["eventlogs"]
+        assert [e["data"]["appId"] for e in events] == [bad["id"]], events
+        assert NGINX_SYNTAX not in open(berth.vhost(bad["id"])).read()
+        status, _, body = berth.curl(bad["fqdn"])        # the damaged app keeps being served
+        assert status == 200 and images.INDEX_MARKER in body
+    finally:
+        berth.close()

@@ -8,17 +8,23 @@ restore uses a source server that goes away and a fresh one. The full-disk test 
 of a few MB (as root) and unmounts it in its teardown.
 """
 import hashlib
+import io
 import os
 import shutil
+import socket
+import sqlite3
 import stat
 import subprocess
+import tarfile
+import threading
 import time
 
 import pytest
 
+import certificates
 from support import images
+from support.apps_env import DOMAIN, _berth, unique
 from support.harness import Api, BerthServer, proxy_env, require, stop_proxy
-from test_apps import DOMAIN, _berth, parts, unique  # noqa: F401 - `parts` is a fixture used here
 
 KEY = "correct horse battery staple"
 STARTUP_FILES = ("starts", "env")   # the test image (write_data) writes these on every start
@@ -138,7 +144,7 @@ def assert_stages_ok(result):
 # ---- fixtures -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def env(parts, tmp_path_factory):  # noqa: F811 - `parts` is the fixture imported above
+def env(parts, tmp_path_factory):
     berth = _berth(parts, tmp_path_factory)
     try:
         yield berth.start()
@@ -177,12 +183,16 @@ def test_config_defaults_probe_and_masked_secrets(env, tmp_path):
     assert cfg["backupFolder"] == os.path.join(env.data_dir, "backups")
     assert not cfg.get("key")
 
-    # The storage is tested first; its own error comes back (424) and nothing is saved.
+    # The storage is tested first; its own error comes back (424) and nothing is saved. The
+    # folder is never created by the test of the storage: it must exist.
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     r = env.api.post("/settings/backup_config", json=config(str(blocker / "backups")))
     assert r.status_code == 424, r.text
-    assert "Not a directory" in r.json()["message"], r.text
+    assert "does not exist" in r.json()["message"], r.text
+    r = env.api.post("/settings/backup_config", json=config(str(tmp_path / "missing")))
+    assert r.status_code == 424 and "does not exist" in r.json()["message"], r.text
+    assert not (tmp_path / "missing").exists()
     assert env.api.get("/settings/backup_config").json() == cfg
     r = env.api.post("/settings/backup_config", json=config(str(tmp_path), intervalSecs=3600))
     assert r.status_code == 400 and "intervalSecs" in r.json()["message"], r.text
@@ -190,6 +200,8 @@ def test_config_defaults_probe_and_masked_secrets(env, tmp_path):
     assert r.status_code == 400 and "schedulePattern" in r.json()["message"], r.text
 
     # Secrets are masked; posting the mask back keeps the stored one.
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "plain").mkdir()
     set_config(env.api, config(str(tmp_path / "kept"), key="s3cret-key", schedulePattern="00 15 02 * * *"))
     shown = env.api.get("/settings/backup_config").json()
     assert shown["key"] == "\u25cf" * 8 and shown["schedulePattern"] == "00 15 02 * * *", shown
@@ -465,7 +477,7 @@ def test_full_disk_fails_the_backup_with_the_storage_message(env, folder, tiny_d
 
 # ---- the whole Cloudron -------------------------------------------------------------------------
 
-def test_box_backup_restores_into_a_fresh_instance(parts, tmp_path_factory):  # noqa: F811
+def test_box_backup_restores_into_a_fresh_instance(parts, tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("box-backups"))
     source = _berth(parts, tmp_path_factory)
     target = _berth(parts, tmp_path_factory)
@@ -587,6 +599,7 @@ def test_box_backup_on_postgresql(postgres, tmp_path):
     """pg_dump snapshot -> restore into a fresh PostgreSQL-backed instance; a SQLite-backed one
     refuses it with a clear message and stays as it was."""
     folder = str(tmp_path / "backups")
+    os.mkdir(folder)
     servers = []
 
     def server(database_url=None):
@@ -632,3 +645,154 @@ def test_box_backup_on_postgresql(postgres, tmp_path):
         for s in servers:
             s.stop()
             stop_proxy(s.data_dir)
+
+
+# ---- security: what a box backup holds, and the restore entry before activation -----------------
+
+def _activated_server(env=None):
+    server = BerthServer(env=env).start()
+    r = Api(server.api).post("/cloudron/activate", json={"username": "owner", "password": "Owner-pass-1",
+                                                         "email": "owner@example.com"})
+    assert r.status_code == 201, r.text
+    return server, Api(server.api, r.json()["token"])
+
+
+def _files_of_tgz(content):
+    """The bytes of every file in a downloaded (unencrypted) tgz backup, concatenated."""
+    with tarfile.open(fileobj=io.BytesIO(content), mode="r:gz") as tar:
+        return b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
+
+
+def test_admin_cannot_download_a_box_backup_and_it_holds_no_private_keys_or_storage_secrets(s3):
+    """Finding 4: an admin downloaded the box backup and read the TLS private keys and the S3
+    secret (and the owner's password hash) from its database. Now the download is owner-only, and
+    an unencrypted box backup holds neither private keys nor storage secrets; restoring it into a
+    fresh instance re-creates the certificates (uploaded ones are named in a notification) and
+    the users log in with their passwords as before."""
+    bucket = s3.make_bucket(unique("box-secrets").lower())
+    source, owner = _activated_server()
+    target = None
+    try:
+        assert owner.post("/domains", json={"domain": "made.test", "provider": "noop", "config": {}}).status_code == 201
+        cert, key = certificates.generate_self_signed("uploaded.test")
+        r = owner.post("/domains", json={"domain": "uploaded.test", "provider": "noop", "config": {},
+                                         "fallbackCertificate": {"cert": cert, "key": key}})
+        assert r.status_code == 201, r.text
+        r = owner.post("/users", json={"username": "anna", "email": "anna@example.com", "password": "Anna-pass-1",
+                                       "role": "admin"})
+        assert r.status_code == 201, r.text
+        r = Api(source.api).post("/cloudron/login", json={"username": "anna", "password": "Anna-pass-1"})
+        assert r.status_code == 200, r.text
+        admin = Api(source.api, r.json()["token"])
+        set_config(owner, s3.config(bucket))            # no key: the backup is not encrypted
+        task = _finished(owner, owner.post("/backups/create").json()["taskId"])
+        assert task["success"], task
+        box = owner.get("/backups").json()["backups"][0]
+        assert box["id"] == task["result"]["backupId"]
+
+        r = admin.get(f"/backups/{box['id']}/download")
+        assert r.status_code == 403, r.text
+        r = owner.get(f"/backups/{box['id']}/download")
+        assert r.status_code == 200, r.text
+        stored = _files_of_tgz(r.content)
+        assert b"Owner-pass-1" not in stored and b"BEGIN CERTIFICATE" in stored   # the database is there
+        assert b"PRIVATE KEY" not in stored
+        assert s3.secret_key.encode() not in stored and b"secretAccessKey" not in stored
+        source.stop()
+
+        target = BerthServer().start()
+        anon = Api(target.api)
+        r = anon.post("/cloudron/restore", json={"backupConfig": s3.config(bucket), "backupId": box["id"],
+                                                 "version": box["version"]})
+        assert r.status_code == 200, r.text
+        status = _restored(anon)
+        assert status["restore"]["errorMessage"] is None and status["activated"] is True, status
+        r = anon.post("/cloudron/login", json={"username": "owner", "password": "Owner-pass-1"})
+        assert r.status_code == 200, r.text
+        restored = anon.with_token(r.json()["token"])
+        notes = restored.get("/notifications").json()["notifications"]
+        assert [n["message"] for n in notes if "certificates" in n["title"]] == [
+            "The restored backup was not encrypted, so it holds no private keys. These domains now serve a "
+            "self-signed certificate instead of the one that was uploaded: uploaded.test"], notes
+        db = sqlite3.connect(f"file:{os.path.join(target.data_dir, 'berth.db')}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT domain, fallback_key, fallback_generated FROM domain ORDER BY domain").fetchall()
+        finally:
+            db.close()
+        assert [(d, generated) for d, _, generated in rows] == [("made.test", 1), ("uploaded.test", 1)]
+        assert all(k.startswith("-----BEGIN") and k != key for _, k, _ in rows), rows
+        assert restored.get("/settings/backup_config").json()["secretAccessKey"] == "\u25cf" * 8
+    finally:
+        source.cleanup()
+        if target is not None:
+            target.cleanup()
+
+
+class _Listener:
+    """A TCP listener on 127.0.0.1 that counts the connections it gets: what an SSRF would reach."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def guarded_fresh():
+    """A fresh, not activated server that refuses local storage endpoints, as in production."""
+    server = BerthServer(env={"BERTH_ALLOW_LOCAL_STORAGE_ENDPOINTS": "0"}).start()
+    yield server
+    server.cleanup()
+
+
+def test_unauthenticated_restore_into_a_missing_folder_creates_nothing(guarded_fresh, tmp_path):
+    """Finding 5: before activation anyone could make Berth `mkdir -p` any folder as root (and
+    write a probe file into it). Now the restore only reads the storage; fields a fresh instance
+    does not need are ignored."""
+    anon = Api(guarded_fresh.api)
+    before = sorted(os.listdir(tmp_path))
+    r = anon.post("/cloudron/restore", json={
+        "backupConfig": {"provider": "filesystem", "format": "rsync", "backupFolder": str(tmp_path / "a" / "b"),
+                         "retentionSecs": "ignored", "schedulePattern": "ignored"},
+        "backupId": "2024-01-01-000000-000/box_2024-01-01-000000-000_v1.0.0", "version": "1.0.0",
+        "sysinfoConfig": {"provider": "fixed", "ip": "ignored"}, "skipDnsSetup": True})
+    assert r.status_code == 400 and "backupId" in r.json()["message"], r.text
+    assert sorted(os.listdir(tmp_path)) == before == []
+    status = anon.get("/cloudron/status").json()
+    assert status["activated"] is False and status["restore"]["active"] is False, status
+
+
+def test_unauthenticated_restore_from_a_loopback_s3_endpoint_is_refused_unsent(guarded_fresh):
+    """Finding 5: before activation anyone could make Berth send signed S3 requests to any URL
+    (loopback, the cloud metadata service) and read the answer back in the error."""
+    listener = _Listener()
+    try:
+        r = Api(guarded_fresh.api).post("/cloudron/restore", json={
+            "backupConfig": {"provider": "minio", "format": "tgz", "endpoint": f"http://127.0.0.1:{listener.port}",
+                             "bucket": "b", "accessKeyId": "a", "secretAccessKey": "s"},
+            "backupId": "x/box_1", "version": "1.0.0"})
+        assert r.status_code == 400 and "endpoint" in r.json()["message"], r.text
+        time.sleep(0.5)
+        assert listener.connections == 0
+    finally:
+        listener.close()

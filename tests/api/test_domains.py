@@ -2,38 +2,18 @@
 fallback certificates (Berth's self-signed one, or an uploaded pair that must fit the domain)."""
 import datetime
 import os
-import shutil
-import sys
-import tempfile
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from support.certs import make_cert
 from support.harness import unique
-from support.harness import ROOT
 
 
 def new_domain():
     return f"{unique('d')}.example.test".lower()
-
-
-def make_cert(names, key=None, days=30, starts_in_days=-1):
-    """A certificate made here, with cryptography directly, not with the code under test."""
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now + datetime.timedelta(days=starts_in_days))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-            .sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
 
 
 def san(cert_pem):
@@ -251,36 +231,3 @@ def test_only_admins_manage_domains(owner, make_user, role):
     assert admin.put(f"/domains/{domain}", json={"provider": "manual", "config": {}}).status_code == 204
     assert admin.delete(f"/domains/{domain}").status_code == 204
 
-
-def test_domain_in_use_cannot_be_removed():
-    """The hook the apps module registers (no app API exists yet to make a domain used for real)."""
-    sys.path.insert(0, ROOT)
-    from core import config
-    import domains
-    from eventlog import Actor
-    from core.errors import Conflict
-    from models import migrations, open_database
-
-    data_dir = tempfile.mkdtemp(prefix="berth-domains-")
-    previous = config._current
-    config.use(config.load({"BERTH_DATA_DIR": data_dir}))
-    open_database(config.get().database_url)
-    migrations.migrate()
-    used = {"busy.test"}
-
-    def check(domain):
-        return f"Domain {domain} is used by an app" if domain in used else None
-
-    domains.register_in_use_check(check)
-    try:
-        domains.add_domain(Actor(), {"domain": "busy.test", "provider": "noop", "config": {}})
-        with pytest.raises(Conflict, match="used by an app"):
-            domains.remove_domain(Actor(), "busy.test")
-        assert domains.find("busy.test") is not None
-        used.clear()
-        domains.remove_domain(Actor(), "busy.test")
-        assert domains.find("busy.test") is None
-    finally:
-        domains._in_use_checks.remove(check)
-        config.use(previous)
-        shutil.rmtree(data_dir, ignore_errors=True)

@@ -4,8 +4,7 @@ import time
 import pytest
 import requests
 
-from support.harness import unique
-from support.harness import Api, BerthServer
+from support.harness import Api, BerthServer, unique
 
 
 def test_activation_flow(fresh_berth):
@@ -113,6 +112,26 @@ def test_groups_and_members(owner, make_user):
     assert owner.post(f"/groups/{gid}", json={"name": name + "r"}).status_code == 200
     assert owner.delete(f"/groups/{gid}").status_code == 204
     assert owner.get(f"/groups/{gid}").status_code == 404
+
+
+def test_usermanager_cannot_add_or_remove_owner_or_admin_through_group_members(owner, make_user):
+    # Finding 14: PUT /users/{owner}/groups was refused, PUT /groups/{gid}/members let it through.
+    owner_id = owner.get("/profile").json()["id"]
+    admin_user, _ = make_user("admin")
+    plain, _ = make_user()
+    _, manager = make_user("usermanager")
+    gid = owner.post("/groups", json={"name": unique("grp")}).json()["id"]
+    denied = manager.put(f"/users/{owner_id}/groups", json={"groupIds": [gid]})
+    assert denied.status_code == 403
+    r = manager.put(f"/groups/{gid}/members", json={"userIds": [owner_id]})
+    assert r.status_code == 403 and r.json()["message"] == denied.json()["message"]
+    assert owner.get(f"/groups/{gid}").json()["userIds"] == []
+    assert owner.put(f"/groups/{gid}/members", json={"userIds": [admin_user["id"]]}).status_code == 200
+    assert manager.put(f"/groups/{gid}/members", json={"userIds": []}).status_code == 403  # removing the admin
+    # Members that stay are not changed: a plain user can be added beside the admin.
+    r = manager.put(f"/groups/{gid}/members", json={"userIds": [admin_user["id"], plain["id"]]})
+    assert r.status_code == 200, r.text
+    assert sorted(owner.get(f"/groups/{gid}").json()["userIds"]) == sorted([admin_user["id"], plain["id"]])
 
 
 def test_roles_enforced(owner, make_user):
@@ -265,6 +284,7 @@ def test_bad_configuration_is_one_clear_line(env, needle, tmp_path):
     import os
     import subprocess
     import sys
+
     from support.harness import ROOT
     result = subprocess.run([sys.executable, "-m", "cli", "serve"], cwd=ROOT, capture_output=True, text=True,
                             env=dict(os.environ, BERTH_DATA_DIR=str(tmp_path), **env), timeout=60)

@@ -176,7 +176,7 @@ class Walk:
         if op.streaming:
             r = self.http.request(op.method, url, headers=headers, stream=True, timeout=(5, 5), **kwargs)
             if r.headers.get("content-type", "").startswith("application/json"):
-                r.content  # an error answer: finite, and its message is wanted
+                _ = r.content  # an error answer: finite, and its message is wanted
             r.close()  # a stream may never end; only its status matters
             return r
         return self.http.request(op.method, url, headers=headers, timeout=(5, 30), **kwargs)

@@ -9,9 +9,9 @@ import signal
 import socket
 import subprocess
 import sys
-import uuid
 import tempfile
 import time
+import uuid
 
 import requests
 
@@ -211,7 +211,7 @@ def stop_proxy(data_dir, timeout=10):
         return False
     if "nginx: master process" not in cmdline or conf not in cmdline:
         return False
-    workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == pid]
+    workers = processes.children(pid)
     os.kill(pid, signal.SIGQUIT)
     deadline = time.time() + timeout
     while time.time() < deadline and _running(pid):
@@ -223,11 +223,6 @@ def stop_proxy(data_dir, timeout=10):
             except ProcessLookupError:
                 pass
     return True
-
-
-def _ppid(pid):
-    info = processes.stat(pid)
-    return info[1] if info else None
 
 
 _running = processes.alive
@@ -246,6 +241,14 @@ def remove_app_containers(app_ids):
             except docker.errors.NotFound:
                 pass
     return removed
+
+
+def activate(server, username="owner", password="Owner-pass-1", email="owner@example.com"):
+    """Activate a fresh server and return its owner's Api."""
+    api = Api(server.api)
+    r = api.post("/cloudron/activate", json={"username": username, "password": password, "email": email})
+    assert r.status_code == 201, r.text
+    return api.with_token(r.json()["token"])
 
 
 _counter = itertools.count()

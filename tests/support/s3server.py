@@ -20,7 +20,6 @@ import urllib3
 
 from support.harness import free_port
 
-
 REGION = "us-east-1"
 
 

@@ -1,6 +1,11 @@
-"""Backup storage providers against real storage: folders on this machine (including a full and a
-read-only tmpfs mount made by the test) and a real local S3-compatible server (tests/s3server.py)."""
+"""What only one backup storage provider does, against real storage: folders on this machine
+(including full and read-only tmpfs mounts made by the test), a real local S3-compatible server
+(tests/support/s3server.py) and small local HTTP servers playing a hostile "S3 endpoint".
+The object API shared by every provider is checked in test_storage_contract.py."""
+import http.server
 import os
+import stat
+import threading
 
 import pytest
 
@@ -9,10 +14,7 @@ from core import errors
 from support.harness import free_port, require, tmpfs
 from support.s3server import S3Server
 
-
 # ---- fixtures ----------------------------------------------------------------------------------
-
-
 
 @pytest.fixture
 def bucket(s3, request):
@@ -20,140 +22,105 @@ def bucket(s3, request):
     return s3.make_bucket(name.rstrip("-"))
 
 
-@pytest.fixture
-def s3_storage(s3, bucket):
-    return bs.open_storage(bs.validate_config(s3.config(bucket, prefix="some/prefix")))
 
 
-@pytest.fixture
-def fs_storage(tmp_path):
-    return bs.open_storage(bs.validate_config(
-        {"provider": "filesystem", "format": "tgz", "retentionSecs": 1,
-         "backupFolder": str(tmp_path / "store")}))
+def fs_config(folder, **extra):
+    return {"provider": "filesystem", "format": "tgz", "retentionSecs": 1, "backupFolder": str(folder), **extra}
 
 
 def files_under(folder):
     return sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs)
 
 
-# ---- configuration -----------------------------------------------------------------------------
+class HttpServer:
+    """A local HTTP server answering every request with answer(handler) -> (status, headers,
+    body); it records (method, path) of what it received."""
 
-def test_validate_config_normalises_and_defaults():
-    cfg = bs.validate_config({"provider": "filesystem", "format": "rsync", "retentionSecs": 3600,
-                              "backupFolder": "/var/backups/../backups/", "bucket": "ignored", "key": ""})
-    assert cfg == {"provider": "filesystem", "format": "rsync", "retentionSecs": 3600, "intervalSecs": 86400,
-                   "syncConcurrency": bs.DEFAULT_CONCURRENCY, "key": None, "backupFolder": "/var/backups",
-                   "noHardlinks": False, "externalDisk": False}
-    s3 = bs.validate_config({"provider": "wasabi", "format": "tgz", "retentionSecs": -1, "bucket": "b1",
-                             "prefix": "/a//b/", "accessKeyId": "AK", "secretAccessKey": "SK",
-                             "region": "eu-central-1",
-                             "schedulePattern": "00 00 23 * * *", "key": "secret"})
-    assert s3["endpoint"] == "https://s3.eu-central-1.wasabisys.com" and s3["prefix"] == "a/b"
-    assert s3["schedulePattern"] == "00 00 23 * * *" and "intervalSecs" not in s3
-    assert s3["acceptSelfSignedCerts"] is False and s3["key"] == "secret"
-    assert bs.validate_config({"provider": "noop", "format": "tgz", "retentionSecs": 1})["provider"] == "noop"
-    default = bs.default_config("/srv/berth")
-    assert default["backupFolder"] == "/srv/berth/backups" and default["format"] == "tgz"
-    assert default["intervalSecs"] == 86400 and default["retentionSecs"] == 7 * 86400
+    def __init__(self, answer):
+        self.requests = []
+        outer = self
 
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
 
-@pytest.mark.parametrize("change, field", [
-    ({"provider": "gcs"}, "provider"),
-    ({"provider": None}, "provider"),
-    ({"format": "zip"}, "format"),
-    ({"retentionSecs": "7d"}, "retentionSecs"),
-    ({"intervalSecs": 3600}, "intervalSecs"),
-    ({"intervalSecs": True}, "intervalSecs"),
-    ({"schedulePattern": "* * * * *"}, "schedulePattern"),
-    ({"syncConcurrency": 0}, "syncConcurrency"),
-    ({"backupFolder": "relative/path"}, "backupFolder"),
-    ({"backupFolder": None}, "backupFolder"),
-    ({"noHardlinks": "yes"}, "noHardlinks"),
-    ({"provider": "minio", "bucket": "b1", "accessKeyId": "a", "secretAccessKey": "s"}, "endpoint"),
-    ({"provider": "s3", "accessKeyId": "a", "secretAccessKey": "s"}, "bucket"),
-    ({"provider": "s3", "bucket": "b1", "secretAccessKey": "s"}, "accessKeyId"),
-    ({"provider": "minio", "bucket": "b1", "accessKeyId": "a", "secretAccessKey": "s",
-      "endpoint": "ftp://x"}, "endpoint"),
-    ({"key": 5}, "key"),
-])
-def test_validate_config_names_the_bad_field(change, field):
-    cfg = {"provider": "filesystem", "format": "tgz", "retentionSecs": 60, "backupFolder": "/b"}
-    cfg.update(change)
-    cfg = {k: v for k, v in cfg.items() if v is not None}
-    with pytest.raises(errors.BadRequest) as e:
-        bs.validate_config(cfg)
-    assert e.value.field == field and e.value.message.startswith(field + ": ")
+            def _any(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.requests.append((self.command, self.path))
+                status, headers, body = answer(self)
+                self.send_response(status)
+                for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
-def test_secrets_are_masked_and_kept():
-    stored = {"provider": "s3", "key": "pw", "secretAccessKey": "SK", "accessKeyId": "AK"}
-    shown = bs.masked(stored)
-    assert shown["key"] == bs.MASK and shown["secretAccessKey"] == bs.MASK and shown["accessKeyId"] == "AK"
-    assert bs.unmask(shown, stored) == stored
-    assert bs.unmask({**shown, "key": "new"}, stored)["key"] == "new"
+@pytest.fixture
+def http_servers():
+    started = []
+
+    def start(answer):
+        started.append(HttpServer(answer))
+        return started[-1]
+    yield start
+    for server in started:
+        server.close()
+
+
+def s3_on(url, **extra):
+    return bs.open_storage(bs.validate_config({"provider": "minio", "format": "tgz", "retentionSecs": 1,
+                                               "endpoint": url, "bucket": "b", "accessKeyId": "a",
+                                               "secretAccessKey": "s", **extra}))
 
 
 # ---- filesystem --------------------------------------------------------------------------------
 
-def test_filesystem_objects(fs_storage):
-    st = fs_storage
-    st.probe()
-    st.put_bytes("a/b/one", b"1")
-    with st.writer("a/two") as w:
-        w.write(b"2" * 1000)
-    assert st.get_bytes("a/b/one") == b"1" and st.size("a/two") == 1000
-    assert st.exists("a/two") and not st.exists("a/none")
-    assert st.list("a") == ["a/b/one", "a/two"] and st.list("") == ["a/b/one", "a/two"]
-    assert st.list("zz") == []
-    assert st.local_path("a/two") == os.path.join(st.root, "a/two")
-    # An exception inside the writer leaves neither the object nor a temporary file.
-    with pytest.raises(RuntimeError):
-        with st.writer("a/three") as w:
-            w.write(b"partial")
-            raise RuntimeError("stop")
-    assert not st.exists("a/three") and files_under(st.root) == ["a/b/one", "a/two"]
-    # copy: a hard link by default
-    st.copy("a/two", "c/two")
-    assert os.stat(st.local_path("c/two")).st_ino == os.stat(st.local_path("a/two")).st_ino
-    st.remove("a/two")
-    st.remove("a/two")   # missing is fine
-    assert st.get_bytes("c/two") == b"2" * 1000
-    st.remove_prefix("a")
-    st.remove_prefix("a")
-    assert st.list("") == ["c/two"] and not os.path.exists(os.path.join(st.root, "a"))
-    with pytest.raises(ValueError):
-        st.put_bytes("../escape", b"x")
-    with pytest.raises(bs.StorageError, match="No such file or directory"):
+def test_filesystem_copy_is_a_hard_link_unless_no_hardlinks(tmp_path):
+    for no_hardlinks in (False, True):
+        root = tmp_path / str(no_hardlinks)
+        root.mkdir()
+        st = bs.open_storage(bs.validate_config(fs_config(root, noHardlinks=no_hardlinks)))
+        assert st.cheap_copy is not no_hardlinks
+        st.put_bytes("x", b"data")
+        st.copy("x", "y/x")
+        assert st.local_path("y/x") == os.path.join(root, "y/x")
+        same = os.stat(st.local_path("y/x")).st_ino == os.stat(st.local_path("x")).st_ino
+        assert same is not no_hardlinks and st.get_bytes("y/x") == b"data"
+        assert stat.S_IMODE(os.stat(st.local_path("x")).st_mode) == 0o600    # backups hold secrets
+
+
+def test_filesystem_errors_carry_the_os_message(tmp_path):
+    st = bs.FilesystemStorage(str(tmp_path))
+    with pytest.raises(bs.StorageError, match="No such file or directory") as e:
         st.get_bytes("missing")
-
-
-def test_filesystem_no_hardlinks_copies(tmp_path):
-    st = bs.open_storage(bs.validate_config({"provider": "filesystem", "format": "rsync", "retentionSecs": 1,
-                                             "backupFolder": str(tmp_path), "noHardlinks": True}))
-    st.put_bytes("x", b"data")
-    st.copy("x", "y/x")
-    assert os.stat(st.local_path("y/x")).st_ino != os.stat(st.local_path("x")).st_ino
-    assert st.get_bytes("y/x") == b"data"
-
-
-def test_filesystem_probe_fails_with_the_os_message(tmp_path):
-    afile = tmp_path / "afile"
-    afile.write_text("x")
-    bad = bs.open_storage(bs.validate_config({"provider": "filesystem", "format": "tgz", "retentionSecs": 1,
-                                              "backupFolder": str(afile / "backups")}))
-    with pytest.raises(bs.StorageError, match="Not a directory"):
-        bad.probe()
+    assert e.value.status == 424
     with tmpfs("size=1m,ro") as ro:
-        st = bs.FilesystemStorage(ro)
         with pytest.raises(bs.StorageError, match="Read-only file system") as e:
-            st.probe()
+            bs.FilesystemStorage(ro).probe()
         assert e.value.status == 424
-    # externalDisk: a folder on the root filesystem means the disk is not mounted.
-    ext = bs.FilesystemStorage(str(tmp_path / "ext"), external_disk=True)
+
+
+def test_external_disk_must_be_mounted(tmp_path):
+    # An unmounted disk leaves its empty mount point on the root filesystem.
+    (tmp_path / "ext").mkdir()
     with pytest.raises(bs.StorageError, match="not on a mounted external disk"):
-        ext.probe()
+        bs.FilesystemStorage(str(tmp_path / "ext"), external_disk=True).probe()
     with tmpfs("size=1m") as disk:
-        bs.FilesystemStorage(os.path.join(disk, "backups"), external_disk=True).probe()
+        bs.FilesystemStorage(disk, external_disk=True).probe()
+        assert files_under(disk) == []
 
 
 def test_full_disk_fails_with_enospc_and_leaves_nothing():
@@ -168,51 +135,59 @@ def test_full_disk_fails_with_enospc_and_leaves_nothing():
         assert files_under(disk) == ["small"] and st.list("") == ["small"]
 
 
+def test_probe_never_creates_missing_folder(tmp_path):
+    """Security finding 5: probing a config (before activation: anyone, through POST
+    /cloudron/restore) ran `mkdir -p` as root on any path."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for folder in (tmp_path / "a" / "b" / "c", tmp_path / "missing", afile / "backups", afile):
+        st = bs.open_storage(bs.validate_config(fs_config(folder)))
+        with pytest.raises(bs.StorageError) as e:
+            st.probe()
+        # One answer for "missing", "under a file" and "a file": nothing more about the path.
+        assert e.value.message == f"{folder} does not exist; create it first" and e.value.status == 424
+    assert sorted(os.listdir(tmp_path)) == ["afile"] and afile.read_text() == "x"
+
+
+def test_probe_creates_only_the_default_backups_folder(settings, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    settings(data_dir=str(data))
+    bs.open_storage(bs.default_config(str(data))).probe()
+    assert stat.S_IMODE(os.stat(data / "backups").st_mode) == 0o700 and os.listdir(data / "backups") == []
+
+
+def test_probe_of_a_folder_swapped_for_a_system_symlink_refused(tmp_path):
+    """Validated as a plain folder, then replaced by a symlink into a system folder: the probe
+    checks the folder it actually opened and writes nothing there."""
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    st = bs.open_storage(bs.validate_config(fs_config(folder)))
+    folder.rmdir()
+    os.symlink("/run", folder)
+    before = set(os.listdir("/run"))
+    with pytest.raises(errors.BadRequest) as e:
+        st.probe()
+    assert e.value.field == "backupFolder" and e.value.status == 400
+    assert set(os.listdir("/run")) == before
+
+
 # ---- S3 ----------------------------------------------------------------------------------------
 
-def test_s3_objects(s3, s3_storage, bucket):
-    st = s3_storage
-    st.probe()
-    st.put_bytes("a/b/one", b"1")
-    big = os.urandom(9 << 20) + b"tail"    # more than one part: a multipart upload
-    with st.writer("a/big") as w:
-        for i in range(0, len(big), 1 << 20):
-            w.write(big[i:i + (1 << 20)])
-    assert st.get_bytes("a/big") == big and st.size("a/big") == len(big)
-    assert st.exists("a/b/one") and not st.exists("a/none")
-    assert st.list("a") == ["a/b/one", "a/big"] and st.list("") == ["a/b/one", "a/big"]
-    keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]]
-    assert sorted(keys) == ["some/prefix/a/b/one", "some/prefix/a/big"]   # under the configured prefix
-    assert st.local_path("a/big") is None
-    # An exception inside the writer aborts the multipart upload: no object, no pending upload.
-    with pytest.raises(RuntimeError):
-        with st.writer("a/aborted") as w:
-            w.write(os.urandom(9 << 20))
-            raise RuntimeError("stop")
-    assert not st.exists("a/aborted")
-    assert not s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads")
-    st.copy("a/big", "c/big")   # server-side
-    assert st.get_bytes("c/big") == big
-    st.remove("a/b/one")
-    st.remove("a/b/one")
-    st.remove_prefix("a")
-    assert st.list("") == ["c/big"]
-    with pytest.raises(bs.StorageError, match="NoSuchKey"):
-        st.get_bytes("a/big")
-
-
-def test_s3_probe_fails_with_the_servers_message(s3, bucket):
+def test_s3_probe_fails_with_the_code_and_status(s3, bucket):
     def probe(**change):
         with pytest.raises(bs.StorageError) as e:
             bs.open_storage(bs.validate_config({**s3.config(bucket), **change})).probe()
         return str(e.value)
 
-    assert "The specified bucket does not exist (NoSuchBucket)" in probe(bucket="no-such-bucket")
-    assert "(InvalidAccessKeyId)" in probe(accessKeyId="AKIAWRONGWRONGWRONG")
-    assert "(SignatureDoesNotMatch)" in probe(secretAccessKey="wrong-secret")
+    assert probe(bucket="no-such-bucket").endswith(": NoSuchBucket (HTTP 404)")
+    assert probe(accessKeyId="AKIAWRONGWRONGWRONG").endswith(": InvalidAccessKeyId (HTTP 403)")
+    assert probe(secretAccessKey="wrong-secret").endswith(": SignatureDoesNotMatch (HTTP 403)")
     closed = free_port()   # nothing listens there
     assert "Could not connect" in probe(endpoint=f"http://127.0.0.1:{closed}")
-    bs.open_storage(bs.validate_config(s3.config(bucket))).probe()
+    st = bs.open_storage(bs.validate_config(s3.config(bucket)))
+    st.probe()
+    assert st.local_path("x") is None
 
 
 def test_s3_self_signed_certificate_needs_accept_self_signed_certs():
@@ -235,18 +210,53 @@ def test_every_s3_family_provider_talks_to_a_custom_endpoint(s3, bucket):
         assert st.get_bytes("x") == provider.encode()
 
 
-# ---- noop --------------------------------------------------------------------------------------
+def test_remote_error_body_not_reflected(http_servers):
+    """Security finding 5: the 424 of a probe carried the endpoint's <Message> (and any <Code>),
+    so any HTTP service could be read through the API."""
+    bodies = {
+        500: b"<?xml version='1.0'?><Error><Code>secret-code value</Code><Message>secret-banner</Message>"
+             b"<Resource>secret-resource</Resource></Error>",
+        403: b"<Error><Code>AccessDenied</Code><Message>secret-banner</Message></Error>",
+        502: b"secret-banner: a plain text page, not S3 at all",
+        200: b"<html>secret-banner</html>",   # a non-S3 service answering GET/PUT with 200
+    }
+    for status, body in bodies.items():
+        server = http_servers(lambda h, status=status, body=body: (status, {"Content-Type": "application/xml"}, body))
+        with pytest.raises(bs.StorageError) as e:
+            st = s3_on(server.url)
+            st.probe()
+            st.get_bytes("x")
+        message = str(e.value)
+        assert "secret" not in message, message
+        assert server.requests, "the server was asked"
+        if status == 403:
+            assert message.endswith(": AccessDenied (HTTP 403)"), message
+        elif status == 500:
+            assert message.endswith(": Internal Server Error (HTTP 500)"), message
 
-def test_noop_keeps_nothing():
-    st = bs.open_storage(bs.validate_config({"provider": "noop", "format": "tgz", "retentionSecs": 1}))
-    st.probe()
-    with st.writer("a") as w:
-        w.write(b"discarded")
-    st.put_bytes("b", b"x")
-    assert not st.exists("a") and st.list("") == [] and st.local_path("a") is None
-    st.copy("a", "b")
-    st.remove("a")
-    st.remove_prefix("a")
-    for read in (lambda: st.get_bytes("a"), lambda: st.size("a"), lambda: st.reader("a").__enter__()):
-        with pytest.raises(bs.StorageError, match="noop storage keeps nothing"):
-            read()
+
+def test_s3_redirect_to_elsewhere_not_followed(http_servers):
+    elsewhere = http_servers(lambda h: (200, {}, b""))
+    redirect = http_servers(lambda h: (307, {"Location": elsewhere.url + h.path, "x-amz-bucket-region": "eu-west-1"},
+                                       b"<Error><Code>TemporaryRedirect</Code></Error>"))
+    with pytest.raises(bs.StorageError, match="HTTP 307"):
+        s3_on(redirect.url).probe()
+    assert redirect.requests and elsewhere.requests == []
+
+
+def test_s3_connection_to_local_address_refused_even_when_validation_is_bypassed(settings, http_servers):
+    """Validation refuses local endpoints, but a name can resolve differently later (DNS
+    rebinding) or requests can go to `<bucket>.<endpoint>`: every connection is checked too,
+    before anything is sent."""
+    server = http_servers(lambda h: (403, {}, b"<Error><Code>AccessDenied</Code></Error>"))
+    settings(allow_local_storage_endpoints=False)
+    st = bs.S3Storage(provider="minio", bucket="b", prefix="", endpoint=server.url, region="us-east-1",
+                      access_key_id="a", secret_access_key="s")
+    with pytest.raises(bs.StorageError, match="refused to connect to 127.0.0.1: it resolves to a loopback"):
+        st.probe()
+    assert server.requests == []
+    # The same client goes through once local endpoints are allowed (the check is per connection).
+    settings(allow_local_storage_endpoints=True)
+    with pytest.raises(bs.StorageError, match="AccessDenied"):
+        st.probe()
+    assert server.requests

@@ -1,4 +1,5 @@
-"""containers.py against the real Docker engine, with the busybox test image (tests/images.py).
+"""The containers package against the real Docker engine, with the busybox test image
+(tests/support/images.py); the health wait (apps.probe) against the same containers.
 
 Every container made here carries the label berth.test-run=<this run> and is removed at the end;
 the test image is kept (it is cached by content hash for the next run).
@@ -7,8 +8,11 @@ import asyncio
 import datetime
 import itertools
 import os
+import shutil
 import signal
 import socket
+import stat
+import tempfile
 import threading
 import time
 import uuid
@@ -16,8 +20,9 @@ import uuid
 import pytest
 import requests
 
-from core import config
 import containers
+from apps import probe
+from core import config, data_paths
 from support import images
 from support.harness import require
 
@@ -61,7 +66,7 @@ class App:
         return self.result
 
     def healthy(self, timeout=10):
-        return containers.wait_healthy(self.port, images.HEALTH_PATH, timeout=timeout, app_id=self.id)
+        return probe.wait_healthy(self.port, images.HEALTH_PATH, timeout=timeout, app_id=self.id)
 
     @property
     def port(self):
@@ -233,7 +238,7 @@ def test_follow_logs_async(app):
     async def main():
         stream = containers.follow_logs_async(app.id, lines=10)
         got = []
-        async for ts, text in stream:
+        async for _ts, text in stream:
             got.append(text)
             if text == "berth-test: healthy":
                 asyncio.get_running_loop().run_in_executor(None, app.get, "/async-missing")
@@ -352,7 +357,7 @@ def test_create_with_an_absent_image_fails_cleanly(app):
 def test_crashing_app_fails_the_health_wait_with_its_state(app):
     app.start(env={"TEST_EXIT_CODE": "3"})
     with pytest.raises(containers.ContainerError) as caught:
-        containers.wait_healthy(app.port, images.HEALTH_PATH, timeout=1.5, app_id=app.id)
+        probe.wait_healthy(app.port, images.HEALTH_PATH, timeout=1.5, app_id=app.id)
     message = caught.value.message
     assert message.startswith(f"Health check http://127.0.0.1:{app.port}/health failed after 1.5 s (last: ")
     assert "exit code 3" in message
@@ -364,14 +369,14 @@ def test_health_wait_reports_the_last_status(app):
     app.healthy()
     lines = []
     with pytest.raises(containers.ContainerError, match=r"failed after 0.5 s \(last: HTTP 404\)"):
-        containers.wait_healthy(app.port, "/not-there", timeout=0.5, log=lines.append)
+        probe.wait_healthy(app.port, "/not-there", timeout=0.5, log=lines.append)
     assert lines == [f"Waiting for http://127.0.0.1:{app.port}/not-there: HTTP 404"]
 
 
 def test_health_wait_sees_a_slow_start(app):
     app.start(env={"TEST_HEALTH_DELAY": "1"})
     lines = []
-    assert containers.wait_healthy(app.port, images.HEALTH_PATH, timeout=10, log=lines.append) == 200
+    assert probe.wait_healthy(app.port, images.HEALTH_PATH, timeout=10, log=lines.append) == 200
     assert lines[-1] == f"http://127.0.0.1:{app.port}/health answered HTTP 200"
     assert any("HTTP 404" in line for line in lines[:-1])
 
@@ -386,3 +391,91 @@ def test_unreachable_engine_is_a_clear_error(engine, tmp_path):
     finally:
         config.use(saved)
     assert containers.ping()
+
+
+# --- finding 7: what an app plants in its data folder stays out of other host users' reach ----
+
+NOBODY = 65534
+
+
+def as_nobody(action):
+    """Run `action()` in a child process that became `nobody`: 0 when it worked, 13 when it was
+    refused (PermissionError), 1 for anything else."""
+    pid = os.fork()
+    if pid == 0:  # the child: only os calls, then _exit (no pytest teardown in here)
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            action()
+            code = 0
+        except PermissionError:
+            code = 13
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.fixture
+def berth_data_dir(engine):
+    """A data dir laid out as Berth's (apps/<id>/data), reachable by every user like a default
+    ./data made with umask 022, with config pointing at it."""
+    saved = config.get()
+    root = tempfile.mkdtemp(prefix="berth-data-")
+    os.chmod(root, 0o755)
+    config.use(config.load({"BERTH_DATA_DIR": root, "DOCKER_HOST": saved.docker_host}))
+    yield root
+    config.use(saved)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_app_data_folder_of_a_running_app_cannot_be_listed_or_entered_by_other_host_users(app, berth_data_dir):
+    data = app.data_dir = data_paths.app_data(app.id)
+    app.start()
+    app.healthy()
+    assert app.starts() == 1                                    # the app wrote its data
+    assert as_nobody(lambda: os.listdir(berth_data_dir)) == 0   # the data dir itself is open...
+    for folder in (data_paths.apps_root(), data_paths.app_dir(app.id), data):
+        assert as_nobody(lambda folder=folder: os.listdir(folder)) == 13, folder   # ...its apps are not
+    assert as_nobody(lambda: os.chdir(data)) == 13
+    assert as_nobody(lambda: open(os.path.join(data, "starts")).close()) == 13
+    for folder in (data_paths.apps_root(), data_paths.app_dir(app.id)):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+
+
+def test_existing_app_folders_made_open_by_older_versions_are_closed(berth_data_dir):
+    data = data_paths.app_data("old-app")
+    os.makedirs(data, mode=0o755)
+    os.chmod(data_paths.apps_root(), 0o755)
+    assert as_nobody(lambda: os.listdir(data)) == 0
+    containers.protect_app_folders()
+    assert as_nobody(lambda: os.listdir(data)) == 13
+    assert stat.S_IMODE(os.stat(data_paths.app_dir("old-app")).st_mode) == 0o700
+
+
+def test_mknod_in_an_app_container_fails(app, engine):
+    result = app.start()
+    app.healthy()
+    container = engine.containers.get(result["id"])
+    # /dev/mem-like node (c 1 1) and /dev/null's numbers (c 1 3), in the bind-mounted data folder.
+    for device in ("1 1", "1 3"):
+        code, output = container.exec_run(["mknod", "/app/data/devnode", "c", *device.split()])
+        assert code != 0, output
+        assert b"Operation not permitted" in output, output
+    assert not os.path.exists(os.path.join(app.data_dir, "devnode"))
+    host_config = engine.api.inspect_container(result["id"])["HostConfig"]
+    assert {"MKNOD", "SETFCAP"} <= {c.upper().removeprefix("CAP_") for c in host_config["CapDrop"]}
+    assert "no-new-privileges" in host_config["SecurityOpt"]
+
+
+def test_ports_of_containers_made_before_the_port_label_are_still_reserved(engine, image):
+    port = containers.free_port()
+    made = engine.containers.create(image, name=f"berth-t{RUN}-unlabelled",
+                                    labels={"berth.managed": "true", TEST_LABEL: RUN},
+                                    ports={f"{images.PORT}/tcp": ("127.0.0.1", port)})
+    try:
+        assert port in containers.reserved_ports()
+    finally:
+        made.remove(force=True)

@@ -2,34 +2,35 @@
 vhosts in front of a local upstream, reached with curl --resolve and raw TLS sockets.
 
 The reverse proxy has no HTTP route of its own (apps drive it), so these tests call the module
-directly, with the domains of a real (SQLite) database providing the certificates.
+directly, with the domains of a real (SQLite) database providing the certificates (the lookup
+Berth's apps pass, domains.certificate_files).
 """
 import http.server
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import threading
+import time
 
 import pytest
 
-from support.harness import ROOT, free_port, require
-
-sys.path.insert(0, ROOT)
-
-import certificates  # noqa: E402
-from core import config  # noqa: E402
-import domains  # noqa: E402
-import reverse_proxy  # noqa: E402
-from eventlog import Actor  # noqa: E402
-from core.errors import BadRequest, Conflict  # noqa: E402
-from models import migrations, open_database  # noqa: E402
+import certificates
+import domains
+import reverse_proxy
+from core import config, processes
+from core.errors import Conflict
+from eventlog import Actor
+from models import migrations, open_database
+from reverse_proxy import nginx_process
+from support.harness import free_port, require
 
 APP = "app.example.test"
+CERT = domains.certificate_files
 
 
 class Upstream(http.server.BaseHTTPRequestHandler):
@@ -81,7 +82,7 @@ def env():
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
     proxy = reverse_proxy.Proxy(data_dir, http_port, https_port, listen="127.0.0.1")
-    proxy.ensure_running()
+    proxy.ensure_running(CERT)
     yield proxy, server.server_address[1]
     proxy.stop()
     server.shutdown()
@@ -120,7 +121,7 @@ def der(pem):
 
 def test_serves_app_with_forwarded_headers_and_domain_certificate(env):
     proxy, upstream = env
-    proxy.write_app_vhost("app1", APP, upstream)
+    proxy.write_app_vhost("app1", APP, upstream, certificate=CERT)
     status, _, body = curl(proxy, "/hello?x=1")
     assert status == 200, body
     seen = json.loads(body)
@@ -140,7 +141,7 @@ def test_serves_app_with_forwarded_headers_and_domain_certificate(env):
 
 def test_http_redirects_to_https_keeping_the_port(env):
     proxy, upstream = env
-    proxy.write_app_vhost("app1", APP, upstream)
+    proxy.write_app_vhost("app1", APP, upstream, certificate=CERT)
     status, location, _ = curl(proxy, "/some/path?q=1", APP, False)
     assert status == 301
     assert location == f"https://{APP}:{proxy.https_port}/some/path?q=1"
@@ -148,7 +149,7 @@ def test_http_redirects_to_https_keeping_the_port(env):
 
 def test_websocket_upgrade_passes_through(env):
     proxy, upstream = env
-    proxy.write_app_vhost("app1", APP, upstream)
+    proxy.write_app_vhost("app1", APP, upstream, certificate=CERT)
     with tls_socket(proxy, APP) as s:
         s.sendall((f"GET /socket HTTP/1.1\r\nHost: {APP}\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
@@ -166,7 +167,8 @@ def test_websocket_upgrade_passes_through(env):
 
 def test_aliases_are_served_and_redirect_domains_point_to_the_main_name(env):
     proxy, upstream = env
-    proxy.write_app_vhost("app1", APP, upstream, aliases=["www.other.test"], redirects=["old.other.test"])
+    proxy.write_app_vhost("app1", APP, upstream, aliases=["www.other.test"], redirects=["old.other.test"],
+                          certificate=CERT)
     status, _, body = curl(proxy, "/a", "www.other.test")
     assert status == 200 and json.loads(body)["headers"]["Host"] == "www.other.test"
     # Each name gets the certificate of its own domain.
@@ -181,17 +183,17 @@ def test_aliases_are_served_and_redirect_domains_point_to_the_main_name(env):
 def test_stopped_and_installing_pages(env):
     proxy, upstream = env
     for state, words in (("stopped", "This app is stopped"), ("installing", "This app is being installed")):
-        proxy.write_app_vhost("app1", APP, upstream, state=state)
+        proxy.write_app_vhost("app1", APP, upstream, state=state, certificate=CERT)
         status, _, body = curl(proxy, "/anything")
         assert status == 503 and words in body and "<html" in body, body
         assert proxy.vhosts()["app1"]["state"] == state
-    proxy.write_app_vhost("app1", APP, upstream)
+    proxy.write_app_vhost("app1", APP, upstream, certificate=CERT)
     assert curl(proxy, "/")[0] == 200
 
 
 def test_unreachable_upstream_gets_a_clear_page(env):
     proxy, _ = env
-    proxy.write_app_vhost("app2", "down.example.test", free_port())
+    proxy.write_app_vhost("app2", "down.example.test", free_port(), certificate=CERT)
     status, _, body = curl(proxy, "/", "down.example.test")
     assert status == 502 and "This app is not responding" in body
     proxy.remove_app_vhost("app2")
@@ -199,7 +201,7 @@ def test_unreachable_upstream_gets_a_clear_page(env):
 
 def test_rejected_configuration_never_replaces_the_working_one(env):
     proxy, upstream = env
-    proxy.write_app_vhost("app1", APP, upstream)
+    proxy.write_app_vhost("app1", APP, upstream, certificate=CERT)
     before = open(proxy.vhost_path("app1")).read()
     bad_dir = tempfile.mkdtemp(prefix="berth-badcert-")
     bad = (os.path.join(bad_dir, "bad.cert"), os.path.join(bad_dir, "bad.key"))
@@ -218,22 +220,23 @@ def test_rejected_configuration_never_replaces_the_working_one(env):
 
 def test_bad_names_and_taken_names_are_refused(env):
     proxy, upstream = env
-    proxy.write_app_vhost("app1", APP, upstream)
+    proxy.write_app_vhost("app1", APP, upstream, certificate=CERT)
     with pytest.raises(Conflict):
-        proxy.write_app_vhost("app3", "x.example.test", upstream, aliases=[APP])
+        proxy.write_app_vhost("app3", "x.example.test", upstream, aliases=[APP], certificate=CERT)
+    # Malformed arguments are programmer errors (the apps layer validates what users send).
     for bad in ("app.example.test; evil", "a b.example.test", "-x.example.test", "*.example.test"):
-        with pytest.raises(BadRequest):
-            proxy.write_app_vhost("app3", bad, upstream)
-    with pytest.raises(BadRequest):
-        proxy.write_app_vhost("../etc", "y.example.test", upstream)
-    with pytest.raises(BadRequest):
-        proxy.write_app_vhost("app3", "y.example.test", 0)
+        with pytest.raises(ValueError):
+            proxy.write_app_vhost("app3", bad, upstream, certificate=CERT)
+    with pytest.raises(ValueError):
+        proxy.write_app_vhost("../etc", "y.example.test", upstream, certificate=CERT)
+    with pytest.raises(ValueError):
+        proxy.write_app_vhost("app3", "y.example.test", 0, certificate=CERT)
     assert "app3" not in proxy.vhosts()
 
 
 def test_certificate_change_of_the_domain_reloads_the_proxy(env):
     proxy, upstream = env
-    proxy.write_app_vhost("app1", APP, upstream)
+    proxy.write_app_vhost("app1", APP, upstream, certificate=CERT)
     cert, key = certificates.generate_self_signed("example.test")
     domains.update_domain(Actor(), "example.test", {"provider": "noop", "config": {},
                                                     "fallbackCertificate": {"cert": cert, "key": key}})
@@ -242,7 +245,7 @@ def test_certificate_change_of_the_domain_reloads_the_proxy(env):
 
 def test_remove_vhost_and_unknown_hosts_get_404(env):
     proxy, upstream = env
-    proxy.write_app_vhost("app1", APP, upstream)
+    proxy.write_app_vhost("app1", APP, upstream, certificate=CERT)
     assert proxy.remove_app_vhost("app1") is True
     assert proxy.remove_app_vhost("app1") is False
     for https in (True, False):
@@ -253,27 +256,27 @@ def test_remove_vhost_and_unknown_hosts_get_404(env):
 
 def test_restart_and_stop(env):
     proxy, upstream = env
-    pid = proxy.ensure_running()
-    assert proxy.ensure_running() == pid  # already running: left alone
-    proxy.write_app_vhost("app1", APP, upstream)
+    pid = proxy.ensure_running(CERT)
+    assert proxy.ensure_running(CERT) == pid  # already running: left alone
+    proxy.write_app_vhost("app1", APP, upstream, certificate=CERT)
     assert proxy.stop() is True and not proxy.is_running()
     assert proxy.stop() is False
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", proxy.https_port), timeout=2).close()
     # Writing a vhost starts nginx again; the configuration on disk survived the stop.
-    proxy.write_app_vhost("app1", APP, upstream, state="stopped")
+    proxy.write_app_vhost("app1", APP, upstream, state="stopped", certificate=CERT)
     assert proxy.is_running() and proxy.pid() != pid
     assert curl(proxy, "/")[0] == 503
 
 
 def test_sync_replaces_the_whole_set_of_vhosts(env):
     proxy, upstream = env
-    proxy.write_app_vhost("app1", APP, upstream)
-    proxy.write_app_vhost("app5", "five.example.test", upstream)
+    proxy.write_app_vhost("app1", APP, upstream, certificate=CERT)
+    proxy.write_app_vhost("app5", "five.example.test", upstream, certificate=CERT)
     proxy.sync_app_vhosts([
         {"app_id": "app1", "fqdn": APP, "upstream_port": upstream},
         {"app_id": "app6", "fqdn": "six.other.test", "state": "installing"},
-    ])
+    ], certificate=CERT)
     assert set(proxy.vhosts()) == {"app1", "app6"}
     assert curl(proxy, "/")[0] == 200
     assert curl(proxy, "/", "six.other.test")[0] == 503
@@ -281,24 +284,24 @@ def test_sync_replaces_the_whole_set_of_vhosts(env):
     with pytest.raises(Conflict):
         proxy.sync_app_vhosts([{"app_id": "a", "fqdn": APP, "upstream_port": upstream},
                                {"app_id": "b", "fqdn": "b.example.test", "upstream_port": upstream,
-                                "redirects": [APP]}])
+                                "redirects": [APP]}], certificate=CERT)
     assert set(proxy.vhosts()) == {"app1", "app6"}
     proxy.remove_app_vhost("app6")
 
 
 def test_new_ports_carry_the_vhosts_along(env):
     proxy, upstream = env
-    proxy.write_app_vhost("app1", APP, upstream)
+    proxy.write_app_vhost("app1", APP, upstream, certificate=CERT)
     moved = reverse_proxy.Proxy(proxy.data_dir, free_port(), free_port(), listen="127.0.0.1")
     try:
-        assert moved.ensure_running() == proxy.pid()  # same nginx, reloaded
+        assert moved.ensure_running(CERT) == proxy.pid()  # same nginx, reloaded
         assert curl(moved, "/")[0] == 200
         status, location, _ = curl(moved, "/x", APP, False)
         assert (status, location) == (301, f"https://{APP}:{moved.https_port}/x")
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", proxy.https_port), timeout=2).close()
     finally:
-        proxy.ensure_running()
+        proxy.ensure_running(CERT)
     assert curl(proxy, "/")[0] == 200
 
 
@@ -309,8 +312,25 @@ def test_port_in_use_is_a_clear_error(env):
         busy.listen()
         other = reverse_proxy.Proxy(data_dir, busy.getsockname()[1], free_port(), listen="127.0.0.1")
         with pytest.raises(reverse_proxy.ProxyError) as failure:
-            other.ensure_running()
+            other.ensure_running(CERT)
     assert "nginx did not start" in failure.value.message
     assert "Address already in use" in failure.value.message
     assert not other.is_running()
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_workers_left_by_a_killed_master_are_cleared_on_start(env):
+    proxy, upstream = env
+    proxy.write_app_vhost("app1", APP, upstream, certificate=CERT)
+    master = proxy.pid()
+    workers = processes.children(master)
+    assert workers
+    os.kill(master, signal.SIGKILL)
+    wait = time.monotonic() + 10
+    while processes.alive(master) and time.monotonic() < wait:
+        time.sleep(0.02)
+    assert not proxy.is_running() and all(processes.alive(w) for w in workers)   # they hold the ports
+    assert sorted(nginx_process.orphans(proxy.layout)) == sorted(workers)
+    assert proxy.ensure_running(CERT) != master
+    assert not any(processes.alive(w) for w in workers)
+    assert curl(proxy, "/")[0] == 200

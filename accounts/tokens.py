@@ -1,0 +1,126 @@
+"""API tokens: issued at login/activation (sessions) or by the user (personal API tokens), looked
+up on every request, and revoked when the user's credentials or rights change.
+
+Only the SHA-256 of a secret is stored; the secret is shown once, when the token is issued.
+"""
+import datetime
+import hashlib
+import json
+import secrets
+import time
+import uuid
+
+import eventlog
+from core.errors import BadRequest, NotFound, Unauthorized
+from models import Token, User, database, utcnow
+
+TOUCH_EVERY_SECS = 60
+
+
+def hash_secret(secret: str) -> str:
+    """The stored form of a random secret (tokens, app passwords, invite tokens). A plain hash is
+    enough: the secrets are 128+ random bits, so there is nothing to brute-force."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def issue(user, name: str, client_id: str, expires_ms: int, scope: dict | None = None) -> tuple:
+    """A new token for `user` (a User or its id). Returns (token row, secret)."""
+    secret = secrets.token_hex(32)
+    token = Token.create(id=f"tid-{uuid.uuid4()}", token_hash=hash_secret(secret), user=user,
+                         name=name, client_id=client_id, expires=expires_ms,
+                         scope=scope or {"*": "rw"})
+    return token, secret
+
+
+# ---- lookup (every request) -------------------------------------------------------------------
+
+# One indexed lookup, as plain SQL because building the same query through the ORM costs more
+# than running it. It runs on the server's event loop (web/security.py): a read of one row by a
+# unique index never waits for a writer (SQLite in WAL mode, PostgreSQL's MVCC).
+_LOOKUP_SQL = None
+
+
+def _lookup_sql():
+    global _LOOKUP_SQL
+    if _LOOKUP_SQL is None:
+        t, u = Token._meta.table_name, User._meta.table_name
+        _LOOKUP_SQL = (f'SELECT t.id, t.expires, t.scope, t.client_id, t.last_used_time, u.id, u.role, '
+                       f'u.username, u.active FROM "{t}" t JOIN "{u}" u ON u.id = t.user_id '
+                       f'WHERE t.token_hash = {database.param}')
+    return _LOOKUP_SQL
+
+
+def lookup(secret: str) -> dict:
+    """Token info for a live token, or raise Unauthorized. The role is read from the user row on
+    every call, so a role change applies to tokens already issued."""
+    row = database.execute_sql(_lookup_sql(), (hash_secret(secret),)).fetchone()
+    if row is None:
+        raise Unauthorized("Invalid token")
+    token_id, expires, scope, client_id, last_used, user_id, role, username, active = row
+    if expires <= time.time() * 1000:
+        raise Unauthorized("Token expired")
+    if not active:
+        raise Unauthorized("User is not active")
+    return {"sub": user_id, "token_id": token_id, "role": role, "username": username,
+            "scope": json.loads(scope) if scope else {"*": "rw"}, "client_id": client_id,
+            "last_used": last_used}
+
+
+def needs_touch(last_used) -> bool:
+    """Is the token's last-used time older than a minute? (A write per request would cost.)"""
+    if last_used is None:
+        return True
+    if isinstance(last_used, str):  # SQLite hands back the stored text
+        last_used = datetime.datetime.fromisoformat(last_used)
+    return (utcnow() - last_used).total_seconds() > TOUCH_EVERY_SECS
+
+
+def touch(token_id: str) -> None:
+    """Record that the token was used now. A write: with SQLite it may wait for the write lock,
+    so web/security.py runs it off the event loop."""
+    Token.update(last_used_time=utcnow()).where(Token.id == token_id).execute()
+
+
+# ---- revocation -------------------------------------------------------------------------------
+
+def revoke_all(user_id: str, keep: str | None = None) -> int:
+    """Delete every token of the user (sessions and API tokens) but `keep` (the caller's current
+    token on a change the user makes themselves). Takes effect on the next request: tokens are
+    looked up in the database each time, nothing caches them. Returns how many were revoked."""
+    query = Token.delete().where(Token.user == user_id)
+    if keep:
+        query = query.where(Token.id != keep)
+    return query.execute()
+
+
+# ---- personal API tokens (the Tokens tag) -----------------------------------------------------
+
+def list_tokens(user_id: str, page: int, per_page: int) -> list:
+    return list(Token.select().where(Token.user == user_id)
+                .order_by(Token.creation_time.desc(), Token.id).paginate(page, per_page))
+
+
+def get_token(user_id: str, token_id: str):
+    """One of the user's own tokens (never another user's: 404)."""
+    return Token.get_or_raise(NotFound("No such token"), (Token.id == token_id) & (Token.user == user_id))
+
+
+def create_token(actor, name: str, expires_at: int | None = None, scope: dict | None = None) -> tuple:
+    """A personal API token. `scope` {"*": "r"} makes it read-only. Returns (token, secret)."""
+    now_ms = int(time.time() * 1000)
+    if expires_at is None:
+        expires_at = now_ms + 100 * 365 * 24 * 3600 * 1000  # API tokens live until revoked
+    elif expires_at <= now_ms:
+        raise BadRequest("must be in the future", "expiresAt")
+    access = (scope or {}).get("*", "rw")
+    if access not in ("r", "rw"):
+        raise BadRequest("'*' must be 'r' (read-only) or 'rw' (read-write)", "scope")
+    token, secret = issue(actor.user_id, name.strip(), "cid-sdk", expires_at, {"*": access})
+    eventlog.record("user.token.add", actor, tokenId=token.id, name=token.name, scope=token.scope)
+    return token, secret
+
+
+def delete_token(actor, token_id: str) -> None:
+    token = get_token(actor.user_id, token_id)
+    token.delete_instance()
+    eventlog.record("user.token.remove", actor, tokenId=token.id)

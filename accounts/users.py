@@ -1,0 +1,263 @@
+"""Users: who may be created, changed or removed, and by whom (the rules are in accounts.roles).
+
+Changes that take rights or trust away from a user also end their sessions (accounts.tokens):
+a password change or reset, deactivation and a role downgrade.
+"""
+import secrets
+import uuid
+
+import peewee
+
+import eventlog
+from accounts import app_passwords, membership, passwords, roles, tokens
+from core.errors import BadRequest, Conflict, DependencyFailed, NotFound, PreconditionFailed
+from models import Group, GroupMember, User, database
+
+RESERVED_NAMES = {"admin", "no-reply", "postmaster", "mailer-daemon", "admins", "users"}
+
+
+def is_activated() -> bool:
+    """The instance has been activated: a user exists (see accounts.activation_lock for the lock)."""
+    return User.select().exists()
+
+
+# ---- validation -------------------------------------------------------------------------------
+
+def check_username(username: str) -> None:
+    if not 1 <= len(username) <= 199:
+        raise BadRequest("must be 1 to 199 characters", "username")
+    if username.lower() in RESERVED_NAMES:
+        raise BadRequest(f"'{username}' is reserved", "username")
+    if ".app" in username.lower():
+        raise BadRequest("must not contain '.app'", "username")
+    if not all(c.isascii() and (c.isalnum() or c in ".-") for c in username):
+        raise BadRequest("may only contain letters, digits, '.' and '-'", "username")
+
+
+def check_email(email: str, field: str = "email") -> None:
+    local, at, domain = email.partition("@")
+    if not (local and at and "." in domain and " " not in email and len(email) <= 254):
+        raise BadRequest("is not a valid email address", field)
+
+
+def _check_unique(username=None, email=None, exclude=None):
+    query = User.select(User.id)
+    if exclude:
+        query = query.where(User.id != exclude)
+    if username and query.where(User.username == username).exists():
+        raise Conflict("A user with this username already exists")
+    if email and query.where(User.email == email).exists():
+        raise Conflict("A user with this email already exists")
+
+
+def _check_not_last_owner(target, new_role=None):
+    if target.role == "owner" and new_role != "owner":  # count only when it can matter
+        owners = User.select().where((User.role == "owner") & (User.active == True)).count()  # noqa: E712
+        roles.check_not_last_owner(target, new_role, owners)
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+def get_user(user_id: str) -> User:
+    return User.get_or_raise(NotFound("No such user"), User.id == user_id)
+
+
+def with_group_ids(users: list) -> list:
+    """Set `group_ids` on each user; returns the users."""
+    return membership.attach(users, "group_ids", GroupMember.user, GroupMember.group)
+
+
+def list_users(page: int, per_page: int, search: str | None = None) -> list:
+    query = User.select()
+    if search:
+        term = search.lower()
+        query = query.where(User.username.contains(term) | User.email.contains(term)
+                            | User.display_name.contains(search))
+    columns = [f for f in User._meta.sorted_fields if f.name not in ("password_hash", "invite_token_hash")]
+    query = query.select(*columns).order_by(User.sort_key, User.id)
+    return with_group_ids(list(query.paginate(page, per_page)))
+
+
+# ---- creating and changing --------------------------------------------------------------------
+
+def create_user(actor, fields: dict, role: str | None = None) -> User:
+    """Create a user from API fields; `role` overrides (activation creates the owner, actor None)."""
+    email = fields["email"].strip().lower()
+    check_email(email)
+    username = fields.get("username")
+    if username is not None:
+        username = username.strip().lower()
+        check_username(username)
+    role = role or roles.role_from(fields) or "user"
+    if actor is not None:
+        roles.check_assign_role(actor, None, role)
+    password = fields.get("password")
+    if password is not None:
+        passwords.check_policy(password, username=username, email=email)
+    _check_unique(username=username, email=email)
+    user = User(id=f"uid-{uuid.uuid4()}", username=username, email=email,
+                display_name=(fields.get("displayName") or "").strip(),
+                fallback_email=(fields.get("fallbackEmail") or "").strip().lower(),
+                password_hash=passwords.hash_password(password) if password else None, role=role)
+    try:
+        user.save(force_insert=True)
+    except peewee.IntegrityError:
+        raise Conflict("A user with this username or email already exists") from None
+    if actor is not None:
+        eventlog.record("user.add", actor, userId=user.id, username=username, email=email, role=role)
+    return user
+
+
+def update_user(actor, user_id: str, fields: dict) -> User:
+    user = get_user(user_id)
+    roles.check_manage(actor, user)
+    changes = {}
+    if fields.get("email") is not None:
+        email = fields["email"].strip().lower()
+        check_email(email)
+        _check_unique(email=email, exclude=user.id)
+        changes["email"] = user.email = email
+    if fields.get("fallbackEmail") is not None:
+        fallback = fields["fallbackEmail"].strip().lower()
+        if fallback:
+            check_email(fallback, "fallbackEmail")
+        changes["fallbackEmail"] = user.fallback_email = fallback
+    if fields.get("username") is not None:
+        username = fields["username"].strip().lower()
+        if user.username and username != user.username:
+            raise Conflict("Username cannot be changed once set")
+        check_username(username)
+        _check_unique(username=username, exclude=user.id)
+        changes["username"] = user.username = username
+    if fields.get("displayName") is not None:
+        changes["displayName"] = user.display_name = fields["displayName"].strip()
+    revoke = False
+    role = roles.role_from(fields)
+    if role is not None and role != user.role:
+        roles.check_assign_role(actor, user, role)
+        _check_not_last_owner(user, role)
+        # Sessions were opened with the old rights: the user logs in again with the new ones.
+        revoke = roles.is_downgrade(user.role, role)
+        changes["role"] = user.role = role
+    if fields.get("active") is not None and fields["active"] != user.active:
+        _check_active_change(actor, user, fields["active"])
+        # Deleted, not only refused while inactive: reactivation must not bring them back.
+        revoke = revoke or not fields["active"]
+        changes["active"] = user.active = fields["active"]
+    if changes:
+        with database.atomic():
+            user.save()
+            revoked = tokens.revoke_all(user.id) if revoke else 0
+        eventlog.record("user.update", actor, userId=user.id, **changes,
+                        **({"revokedTokens": revoked} if revoke else {}))
+    return user
+
+
+def _check_active_change(actor, user, active):
+    if user.id == actor.user_id and not active:
+        raise Conflict("You cannot deactivate yourself")
+    if not active:
+        _check_not_last_owner(user)
+
+
+def set_active(actor, user_id: str, active: bool) -> User:
+    return update_user(actor, user_id, {"active": active})
+
+
+def update_profile(actor, fields: dict) -> User:
+    allowed = {k: fields[k] for k in ("email", "fallbackEmail", "displayName") if fields.get(k) is not None}
+    return update_user(actor, actor.user_id, allowed)
+
+
+def delete_user(actor, user_id: str) -> None:
+    user = get_user(user_id)
+    if user.id == actor.user_id:
+        raise Conflict("You cannot delete yourself")
+    roles.check_manage(actor, user)
+    _check_not_last_owner(user)
+    with database.atomic():
+        user.delete_instance(recursive=True)  # tokens, app passwords and memberships with it
+    eventlog.record("user.remove", actor, userId=user.id, username=user.username)
+
+
+# ---- passwords and sessions -------------------------------------------------------------------
+
+def set_password(actor, user_id: str, password: str, current_token_id: str | None = None) -> None:
+    """A password reset by a manager. Whoever knew the old password may hold a session or have
+    created app passwords: all of them go, except the caller's own current token (a manager
+    resetting their own password through this route stays logged in)."""
+    user = get_user(user_id)
+    roles.check_manage(actor, user)
+    passwords.check_policy(password, username=user.username, email=user.email)
+    user.password_hash = passwords.hash_password(password)
+    with database.atomic():
+        user.save()
+        revoked = tokens.revoke_all(user.id, keep=current_token_id if user.id == actor.user_id else None)
+        revoked_app = app_passwords.revoke_all(user.id)
+    eventlog.record("user.password", actor, userId=user.id, revokedTokens=revoked,
+                    revokedAppPasswords=revoked_app)
+
+
+def change_own_password(actor, current: str, new: str, current_token_id: str | None = None) -> None:
+    """The user's own change: their other sessions end, the one making the change stays. App
+    passwords are the user's own deliberate creations and stay."""
+    user = get_user(actor.user_id)
+    if not passwords.verify_password(user.password_hash, current):
+        raise PreconditionFailed("password: the current password is wrong")
+    passwords.check_policy(new, field="newPassword", username=user.username, email=user.email)
+    user.password_hash = passwords.hash_password(new)
+    with database.atomic():
+        user.save()
+        revoked = tokens.revoke_all(user.id, keep=current_token_id)
+    eventlog.record("user.password", actor, userId=user.id, revokedTokens=revoked)
+
+
+def revoke_sessions(actor, user_id: str, current_token_id: str | None = None) -> int:
+    """Log a user out everywhere (every token: sessions and API tokens). On oneself the caller's
+    current token stays. Returns how many tokens were revoked."""
+    user = get_user(user_id)
+    roles.check_revoke_sessions(actor, user)
+    revoked = tokens.revoke_all(user.id, keep=current_token_id if user.id == actor.user_id else None)
+    eventlog.record("user.logout_everywhere", actor, userId=user.id, revokedTokens=revoked)
+    return revoked
+
+
+# ---- groups, invites, ownership -----------------------------------------------------------------
+
+def set_user_groups(actor, user_id: str, group_ids: list) -> None:
+    user = get_user(user_id)
+    roles.check_manage(actor, user)
+    group_ids = list(dict.fromkeys(group_ids))
+    membership.check_exist(Group, group_ids, "group")
+    membership.replace(GroupMember.user, user.id, GroupMember.group, group_ids)
+    eventlog.record("user.update", actor, userId=user.id, groupIds=group_ids)
+
+
+def create_invite(actor, user_id: str) -> str:
+    user = get_user(user_id)
+    roles.check_manage(actor, user)
+    if user.source:
+        raise Conflict("Invites are only for local users")
+    token = secrets.token_hex(32)
+    user.invite_token_hash = tokens.hash_secret(token)
+    user.save()
+    eventlog.record("user.invite", actor, userId=user.id)
+    return token
+
+
+def send_invite(actor, user_id: str) -> None:
+    user = get_user(user_id)
+    roles.check_manage(actor, user)
+    if not user.invite_token_hash:
+        raise Conflict("No invite was created for this user yet (call create_invite first)")
+    raise DependencyFailed("Cannot send the invite: outgoing mail is not configured")
+
+
+def make_owner(actor, user_id: str) -> None:
+    """Transfer ownership: the target becomes owner, the actor (who must be the owner) admin."""
+    user = get_user(user_id)
+    roles.check_transfer_ownership(actor, user)
+    with database.atomic():
+        User.update(role="admin").where(User.id == actor.user_id).execute()
+        User.update(role="owner").where(User.id == user.id).execute()
+    eventlog.record("user.transfer_ownership", actor, userId=user.id)

@@ -1,0 +1,146 @@
+"""The lifecycle requests of an app: each checks and records what was asked, then queues the app
+task that does the work (apps.queue_task; bodies in apps/task_bodies.py)."""
+import shutil
+import uuid
+
+import peewee
+
+import apps
+import domains
+import eventlog
+from apps import catalog, manifests, validation
+from core import data_paths
+from core.errors import BadRequest, Conflict
+from models import utcnow
+from models.apps import App
+
+
+def _resolve_manifest(body):
+    if body.get("manifest") is not None:
+        return "", manifests.validate(body["manifest"])
+    if body.get("appStoreId"):
+        store_id, manifest = catalog.resolve(body["appStoreId"])
+        return store_id, manifests.validate(manifest, "appStoreId")
+    raise BadRequest("either manifest or appStoreId is required", "manifest")
+
+
+def _queue(app, state, body, actor, action, **args):
+    """Queue app task `app.<body>` with `args`; its event carries the args except the env."""
+    event = {k: v for k, v in args.items() if k != "env"}
+    return apps.queue_task(app, state, f"app.{body}", args, actor=actor, action=action, event=event)
+
+
+def _check_operable(app, op):
+    if app.installation_state == "pending_uninstall":
+        raise Conflict("App is being uninstalled")
+    if app.installation_state == "error" and op not in ("configure", "repair", "uninstall"):
+        raise Conflict(f"App is in error state ({(app.error or {}).get('message', 'unknown')}); repair it first")
+
+
+def install(actor: eventlog.Actor, body: dict) -> tuple[str, int]:
+    store_id, manifest = _resolve_manifest(body)
+    location, domain = validation.check_location_and_domain(body.get("location", ""), body["domain"])
+    app = App(
+        id=str(uuid.uuid4()), app_store_id=store_id, manifest=manifest,
+        installation_state="pending_install", run_state="running", location=location, domain=domain,
+        port_bindings=validation.check_port_bindings(manifest, body.get("portBindings")),
+        access_restriction=validation.check_access(body.get("accessRestriction")),
+        memory_limit=validation.check_memory(body.get("memoryLimit")), env=validation.check_env(body.get("env")),
+        label=(body.get("label") or "").strip(), tags=list(body.get("tags") or []),
+        enable_backup=body.get("enableBackup", True),
+        enable_automatic_update=body.get("enableAutomaticUpdate", True),
+        debug_mode=body.get("debugMode"), robots_txt=body.get("robotsTxt") or "")
+    try:
+        app.save(force_insert=True)
+    except peewee.IntegrityError:
+        raise Conflict(f"{domains.fqdn(location, domain)} is already in use") from None
+    task_id = _queue(app, "pending_install", "install", actor, "app.install",
+                     fqdn=domains.fqdn(location, domain), image=manifest["dockerImage"])
+    return app.id, task_id
+
+
+def uninstall(actor: eventlog.Actor, app_id: str) -> int:
+    app = apps.get_app(app_id)
+    return _queue(app, "pending_uninstall", "uninstall", actor, "app.uninstall")
+
+
+def start(actor: eventlog.Actor, app_id: str) -> int:
+    app = apps.get_app(app_id)
+    _check_operable(app, "start")
+    return _queue(app, "pending_start", "start", actor, "app.start")
+
+
+def stop(actor: eventlog.Actor, app_id: str) -> int:
+    app = apps.get_app(app_id)
+    _check_operable(app, "stop")
+    return _queue(app, "pending_stop", "stop", actor, "app.stop")
+
+
+def restart(actor: eventlog.Actor, app_id: str) -> int:
+    app = apps.get_app(app_id)
+    _check_operable(app, "restart")
+    return _queue(app, "pending_restart", "restart", actor, "app.restart")
+
+
+def repair(actor: eventlog.Actor, app_id: str, body: dict) -> int:
+    """Re-run what failed (or re-create the container from the stored configuration)."""
+    app = apps.get_app(app_id)
+    _check_operable(app, "repair")
+    if body.get("manifest") is not None:
+        app.manifest = manifests.validate(body["manifest"])
+    if body.get("dockerImage"):
+        app.manifest = {**app.manifest, "dockerImage": body["dockerImage"]}
+    app.save()
+    failed = (app.error or {}).get("installationState")
+    if failed == "pending_uninstall":
+        return uninstall(actor, app_id)
+    return _queue(app, "pending_configure", "configure", actor, "app.repair")
+
+
+def update(actor: eventlog.Actor, app_id: str, body: dict) -> int:
+    app = apps.get_app(app_id)
+    _check_operable(app, "update")
+    store_id, manifest = _resolve_manifest(body)
+    if manifest["id"] != app.manifest.get("id") and not body.get("force"):
+        raise BadRequest(f"is for app '{manifest['id']}', not '{app.manifest.get('id')}' (use force)", "manifest.id")
+    return _queue(app, "pending_update", "update", actor, "app.update", manifest=manifest,
+                  app_store_id=store_id or app.app_store_id)
+
+
+def configure(actor: eventlog.Actor, app_id: str, **changes) -> int:
+    """Settings that need the container re-created (env, memory, location, ports, debug mode)."""
+    app = apps.get_app(app_id)
+    _check_operable(app, "configure")
+    fields = {}
+    if "env" in changes:
+        fields["env"] = validation.check_env(changes["env"])
+    if "memoryLimit" in changes:
+        fields["memory_limit"] = validation.check_memory(changes["memoryLimit"])
+    if "debugMode" in changes:
+        fields["debug_mode"] = changes["debugMode"]
+    if "location" in changes:
+        fields["location"], fields["domain"] = validation.check_location_and_domain(
+            changes["location"], changes.get("domain") or app.domain, exclude_app=app.id)
+        fields["alternate_domains"] = validation.check_extra_domains(changes.get("alternateDomains"), app.id)
+        fields["redirect_domains"] = validation.check_extra_domains(changes.get("redirectDomains"), app.id,
+                                                                    "redirectDomains")
+        if changes.get("portBindings") is not None:
+            fields["port_bindings"] = validation.check_port_bindings(app.manifest, changes["portBindings"], app.id)
+    App.update(**fields, update_time=utcnow()).where(App.id == app.id).execute()
+    return _queue(app, "pending_configure", "configure", actor, "app.configure",
+                  changed=sorted(changes))
+
+
+def set_fields(actor: eventlog.Actor, app_id: str, **fields) -> None:
+    """Settings that only the database (and the dashboard) care about: label, tags, ..."""
+    app = apps.get_app(app_id)
+    if "access_restriction" in fields:
+        fields["access_restriction"] = validation.check_access(fields["access_restriction"])
+    if "tags" in fields:
+        fields["tags"] = [str(t).strip() for t in fields["tags"] if str(t).strip()]
+    App.update(**fields, ts=utcnow()).where(App.id == app.id).execute()
+    eventlog.record("app.configure", actor, appId=app.id, changed=sorted(fields))
+
+
+def delete_data(app_id: str) -> None:
+    shutil.rmtree(data_paths.app_dir(app_id), ignore_errors=True)

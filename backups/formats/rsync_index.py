@@ -1,0 +1,165 @@
+"""The rsync index (`<remote>/index.jsonl.gz`, `.enc` when keyed): one JSON line per entry, in one
+order (depth first, names sorted: the order of path components), so the scan, the previous
+backup's index, the new index and the checksum list are merged like sorted files and memory stays
+flat whatever the number of files.
+
+Entry fields: p path, t type (d folder, f file, l symlink, h hard link, n special file), m mode,
+u/g owner, mt mtime (ns); files: s size, ct ctime, i inode, h sha256, o object name, os/oh stored
+size and sha256; l symlink target or hard link source; special files: k file type, r device.
+"""
+import hashlib
+import hmac
+import io
+import json
+import os
+import re
+import zlib
+
+from backup_storage import StorageError
+from backups.formats.checksums import read_checksums
+from backups.formats.encryption import Decrypter, Encrypter, WrongKey
+from backups.formats.streams import BLOCK, Counted, Gunzip, IterReader, blocks, lines, local_copy
+
+INDEX = "index.jsonl.gz"
+_UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def order_key(path: str) -> list[str]:
+    return path.split("/")
+
+
+def object_name(path: str, name_key: bytes | None) -> str:
+    """Where a file's content is stored under the backup's remote path. With a key, an HMAC of
+    the path: the storage never sees a file name."""
+    if name_key is not None:
+        digest = hmac.new(name_key, os.fsencode(path), "sha256").hexdigest()
+        return f"files/{digest[:2]}/{digest[2:]}"
+    try:
+        encoded = path.encode("utf-8")
+    except UnicodeEncodeError:
+        encoded = None
+    if encoded is None or len(encoded) > 900 or _UNSAFE_KEY.search(path):
+        # Names that are not UTF-8, hold control characters or are too long for an S3 key (1024
+        # bytes) are stored under a digest; the index keeps the real name.
+        return "files-x/" + hashlib.sha256(os.fsencode(path)).hexdigest()
+    return "files/" + path
+
+
+class IndexWriter:
+    """The index as gzip'ed JSON lines (one entry per line), encrypted when keyed, streamed into
+    a storage writer."""
+
+    def __init__(self, out, keyring):
+        self.counted = Counted(out)
+        self.sink = Encrypter(self.counted, keyring) if keyring else self.counted
+        self.gz = zlib.compressobj(1, zlib.DEFLATED, 31)
+        self.buf, self.buffered = [], 0
+        self.add({"version": 2})
+
+    def add(self, entry: dict):
+        line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+        self.buf.append(line)
+        self.buffered += len(line)
+        if self.buffered >= BLOCK:
+            self._compress()
+
+    def _compress(self):
+        data = self.gz.compress(b"".join(self.buf))
+        self.buf, self.buffered = [], 0
+        if data:
+            self.sink.write(data)
+
+    def close(self):
+        self._compress()
+        self.sink.write(self.gz.flush())
+        if isinstance(self.sink, Encrypter):
+            self.sink.close()
+
+
+def index_entries(f, keyring, what: str):
+    """Entries of an index read from the binary stream f (decrypted when keyed)."""
+    dec = Decrypter(keyring, what) if keyring else None
+    gunzip = Gunzip()
+
+    def plain():
+        for raw in blocks(f):
+            for piece in (dec.feed(raw) if dec else (raw,)):
+                yield from gunzip.feed(piece)
+        if dec:
+            yield from gunzip.feed(dec.finish())
+        yield from gunzip.finish()
+
+    rest = lines(io.BufferedReader(IterReader(plain())))
+    try:
+        first = json.loads(next(rest, b"{}"))
+        if first.get("version") != 2:
+            raise StorageError(f"{what}: not a Berth rsync index")
+        for line in rest:
+            if line:
+                entry = json.loads(line)
+                if not isinstance(entry, dict) or not isinstance(entry.get("p"), str):
+                    raise ValueError("an entry is not an object with a path")
+                yield entry
+    except (ValueError, zlib.error) as e:
+        raise StorageError(f"{what}: unreadable index ({e})") from e
+
+
+class PreviousFiles:
+    """The previous rsync backup's file entries, looked up in scan order (a merge, not a map)."""
+
+    def __init__(self, storage, previous, keyring, log):
+        self.entries, self.cur, self.remote = None, None, None
+        self.log = log
+        self.tmp = None
+        if not previous:
+            return
+        previous = previous.strip("/")
+        try:
+            self._open(storage, previous, keyring)
+        except WrongKey:
+            log("rsync: the encryption key changed since the previous backup; uploading everything")
+            self.entries = self.cur = None
+        except StorageError as e:
+            log(f"rsync: previous backup {previous} is unusable ({e}); uploading everything")
+            self.entries = self.cur = None
+
+    def _open(self, storage, previous, keyring):
+        cl = read_checksums(storage, previous)
+        if cl is None or cl.get("format") != "rsync" or "index" not in cl:
+            self.log(f"rsync: previous backup {previous} is not a complete rsync backup; uploading everything")
+            return
+        if bool(cl.get("encrypted")) != bool(keyring):
+            self.log("rsync: the encryption setting changed since the previous backup; uploading everything")
+            return
+        suffix, _, sha = cl["index"]
+        digest = hashlib.sha256()
+        self.tmp = local_copy(storage, previous + suffix, digest)
+        if digest.hexdigest() != sha:
+            self.log(f"rsync: previous backup {previous} has a damaged index; uploading everything")
+            return
+        self.entries = index_entries(self.tmp, keyring, f"backup {previous}")
+        self.remote = previous
+        self._advance()
+
+    def _advance(self):
+        try:
+            while True:
+                e = next(self.entries, None)
+                if e is None or e["t"] == "f":
+                    self.cur = (e, order_key(e["p"])) if e else None
+                    return
+        except StorageError as e:
+            self.log(f"rsync: the previous index is unreadable ({e}); uploading the rest")
+            self.cur = None
+
+    def find(self, path: str) -> dict | None:
+        key = order_key(path)
+        while self.cur is not None and self.cur[1] < key:
+            self._advance()
+        if self.cur is not None and self.cur[0]["p"] == path:
+            return self.cur[0]
+        return None
+
+    def close(self):
+        if self.tmp:
+            self.tmp.close()

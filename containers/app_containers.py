@@ -1,0 +1,281 @@
+"""The app's container: creating it (ports, data folder, limits, hardening), its lifecycle, and
+its state as the engine reports it.
+
+The data folder is bind-mounted read-write at /app/data into a container that runs as root
+without a user namespace, so whatever the app creates there is root-owned on the host. Other
+host users must not reach it (a setuid binary or device node planted there would be theirs to
+use, security review finding 7): <data>/apps and <data>/apps/<id> are 0700, and the container
+may not create device nodes (MKNOD), set file capabilities (SETFCAP) or gain privileges
+through setuid binaries (no-new-privileges).
+"""
+import os
+import socket
+import time
+
+import docker.errors
+import docker.types
+import requests.exceptions
+
+from containers import ports as host_ports
+from containers.engine import (
+    LABEL_APP_ID,
+    LABEL_HOST_PORTS,
+    LABEL_HTTP_PORT,
+    LABEL_MANAGED,
+    ContainerError,
+    client,
+    container_name,
+    engine,
+    get,
+    must_get,
+    reason,
+)
+from core import data_paths
+
+DATA_MOUNT = "/app/data"
+STOP_TIMEOUT = 10          # seconds between SIGTERM and SIGKILL on stop/restart
+# A log file per container, capped: app logs must not fill the disk of a small server.
+LOG_CONFIG = {"max-size": "10m", "max-file": "3"}
+# Capabilities Docker grants by default that an app never needs and that would let it plant
+# device nodes or file capabilities in its data folder (finding 7).
+CAP_DROP = ["MKNOD", "SETFCAP"]
+SECURITY_OPT = ["no-new-privileges"]
+PRIVATE = 0o700
+
+
+def _make_private(path):
+    os.makedirs(path, mode=PRIVATE, exist_ok=True)
+    os.chmod(path, PRIVATE)     # an existing folder keeps the mode it was made with otherwise
+
+
+def private_data_dir(data_dir: str) -> None:
+    """Create `data_dir`; when it lies under <data>/apps, make <data>/apps and the app's own
+    folder (<data>/apps/<id>) 0700 on the way. The data folder itself keeps its mode: only the
+    container's processes use it, through the mount."""
+    root = os.path.normpath(data_paths.apps_root())
+    target = os.path.normpath(data_dir)
+    if os.path.commonpath([root, target]) == root and target != root:
+        _make_private(root)
+        _make_private(os.path.join(root, os.path.relpath(target, root).split(os.sep)[0]))
+    os.makedirs(target, exist_ok=True)
+
+
+def protect_app_folders() -> None:
+    """Make <data>/apps and every <data>/apps/<id> 0700 (folders made by older versions were 0755)."""
+    root = data_paths.apps_root()
+    if not os.path.isdir(root):
+        return
+    _make_private(root)
+    for entry in os.scandir(root):
+        if entry.is_dir(follow_symlinks=False):
+            os.chmod(entry.path, PRIVATE)
+
+
+# --- creating --------------------------------------------------------------------------------
+
+def _port_in_use(exc):
+    text = reason(exc).lower()
+    return "port is already allocated" in text or "address already in use" in text
+
+
+class _PortPicker:
+    """Fills in the host ports the caller left to Berth (None), never twice the same one; the
+    ports Berth's containers hold are asked from the engine once."""
+
+    def __init__(self):
+        self.reserved = None
+        self.chosen = set()
+
+    def __call__(self, port, kind=socket.SOCK_STREAM):
+        if port is not None:
+            return host_ports.check_port(port)
+        if self.reserved is None:
+            self.reserved = host_ports.reserved_ports()
+        port = host_ports.free_port(exclude=self.chosen, kind=kind, reserved=self.reserved)
+        self.chosen.add(port)
+        return port
+
+
+def create_and_start(app_id: str, image: str, *, env: dict | None = None, memory_limit: int | None = None,
+                     data_dir: str, http_port: int, host_port: int | None = None,
+                     tcp_ports: dict | None = None, udp_ports: dict | None = None, labels: dict | None = None,
+                     restart_policy: str | None = "unless-stopped", ports_ip: str = host_ports.PUBLISH_IP,
+                     command: list[str] | None = None) -> dict:
+    """(Re)create the app's container and start it.
+
+    Any existing container of the app is removed first. `data_dir` (created if missing, see
+    private_data_dir) is bound at /app/data. The app's `http_port` is published on
+    127.0.0.1:`host_port` (a free port Berth picks when None); `tcp_ports`/`udp_ports` map
+    container port -> host port (None: pick one) on `ports_ip`. `command` (a list) replaces the
+    image's entrypoint and command (debug mode). Returns {"id", "name", "host_port", "tcp_ports",
+    "udp_ports"} with the ports actually published.
+    """
+    name = container_name(app_id)
+    if not os.path.isabs(data_dir):
+        raise ValueError(f"data_dir must be an absolute path, not {data_dir!r}")
+    http_port = host_ports.check_port(http_port)
+    tcp_ports = {host_ports.check_port(c): h for c, h in (tcp_ports or {}).items()}
+    udp_ports = {host_ports.check_port(c): h for c, h in (udp_ports or {}).items()}
+    private_data_dir(data_dir)
+    remove(app_id)
+    # Ports we chose ourselves may be taken between choosing and binding; those are re-chosen.
+    attempts = 3 if None in (host_port, *tcp_ports.values(), *udp_ports.values()) else 1
+    for attempt in range(attempts):
+        pick = _PortPicker()
+        http_host = pick(host_port)
+        tcp = {c: pick(h) for c, h in tcp_ports.items()}
+        udp = {c: pick(h, socket.SOCK_DGRAM) for c, h in udp_ports.items()}
+        ports = {f"{http_port}/tcp": (host_ports.PUBLISH_IP, http_host)}
+        ports.update({f"{c}/tcp": (ports_ip, h) for c, h in tcp.items() if c != http_port})
+        ports.update({f"{c}/udp": (ports_ip, h) for c, h in udp.items()})
+        held = {http_host, *(h for c, h in tcp.items() if c != http_port), *udp.values()}
+        all_labels = dict(labels or {})
+        all_labels.update({LABEL_MANAGED: "true", LABEL_APP_ID: app_id, LABEL_HTTP_PORT: str(http_port),
+                           LABEL_HOST_PORTS: host_ports.label_value(held)})
+        with engine(f"Cannot create container {name}"):
+            container = client().containers.create(
+                image,
+                entrypoint=command[:1] if command else None,
+                command=command[1:] if command else None,
+                name=name,
+                environment=[f"{k}={v}" for k, v in (env or {}).items()],
+                labels=all_labels,
+                mounts=[docker.types.Mount(DATA_MOUNT, data_dir, type="bind", read_only=False)],
+                ports=ports,
+                mem_limit=memory_limit or None,
+                # No swap beyond the limit: the app's memory limit is what it gets.
+                memswap_limit=memory_limit or None,
+                restart_policy={"Name": restart_policy} if restart_policy else None,
+                log_config=docker.types.LogConfig(type="json-file", config=LOG_CONFIG),
+                stop_signal="SIGTERM",
+                cap_drop=CAP_DROP,
+                security_opt=SECURITY_OPT,
+            )
+        try:
+            with engine(f"Cannot start container {name}"):
+                container.start()
+        except ContainerError as exc:
+            # A container that never started is of no use and would be mistaken for the app's.
+            _remove_quietly(container.id)
+            if attempt + 1 < attempts and _port_in_use(exc.__cause__):
+                continue
+            raise
+        return {"id": container.id, "name": name, "host_port": http_host, "tcp_ports": tcp, "udp_ports": udp}
+
+
+def _remove_quietly(container_id):
+    try:
+        client().api.remove_container(container_id, force=True)
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        pass
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+def remove(app_id: str) -> None:
+    """Remove the app's container (running or not). A missing container is fine."""
+    name = container_name(app_id)
+    deadline = time.monotonic() + 30
+    while True:
+        with engine(f"Cannot remove container {name}"):
+            try:
+                client().api.remove_container(name, force=True, v=True)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                # Another removal of it is under way: wait for that one to finish.
+                if exc.status_code != 409 or time.monotonic() > deadline:
+                    raise
+        time.sleep(0.1)
+
+
+def stop(app_id: str, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop the app's container (SIGTERM, SIGKILL after `timeout` s). Missing or stopped is fine.
+    A stopped container stays stopped: Docker's restart policy ignores containers stopped this way."""
+    container = get(app_id)
+    if container is None:
+        return
+    with engine(f"Cannot stop container {container.name}"):
+        try:
+            container.stop(timeout=timeout)
+        except docker.errors.NotFound:
+            pass
+
+
+def start(app_id: str) -> None:
+    """Start the app's stopped container (running already is fine). Missing: ContainerError."""
+    container = must_get(app_id)
+    with engine(f"Cannot start container {container.name}"):
+        container.start()
+
+
+def restart(app_id: str, timeout: float = STOP_TIMEOUT) -> None:
+    """Restart the app's container (starts it when stopped). Missing: ContainerError."""
+    container = must_get(app_id)
+    with engine(f"Cannot restart container {container.name}"):
+        container.restart(timeout=timeout)
+
+
+def update_memory(app_id: str, memory_limit: int) -> None:
+    """Change the running container's memory limit in place (bytes, > 0)."""
+    if isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit <= 0:
+        raise ValueError("memory_limit must be a positive number of bytes")
+    container = must_get(app_id)
+    with engine(f"Cannot update memory limit of {container.name}"):
+        container.update(mem_limit=memory_limit, memswap_limit=memory_limit)
+
+
+# --- state -----------------------------------------------------------------------------------
+
+def inspect(app_id: str) -> dict | None:
+    """The app container's state, or None when it has none:
+    {exists, id, running, status, restart_count, exit_code, oom_killed, error, started_at,
+     finished_at, pid, host_port, http_port, tcp_ports, udp_ports, image, memory_limit, labels}."""
+    name = container_name(app_id)
+    with engine(f"Cannot inspect container {name}"):
+        try:
+            info = client().api.inspect_container(name)
+        except docker.errors.NotFound:
+            return None
+    state = info.get("State") or {}
+    host_config = info.get("HostConfig") or {}
+    labels = (info.get("Config") or {}).get("Labels") or {}
+    tcp = host_ports.published(host_config, "tcp")
+    http_port = int(labels[LABEL_HTTP_PORT]) if labels.get(LABEL_HTTP_PORT, "").isdigit() else None
+    return {
+        "exists": True,
+        "id": info["Id"],
+        "running": bool(state.get("Running")),
+        "status": state.get("Status"),       # created, running, restarting, paused, exited, dead
+        "restart_count": info.get("RestartCount", 0),
+        "exit_code": state.get("ExitCode"),
+        "oom_killed": bool(state.get("OOMKilled")),
+        "error": state.get("Error") or None,
+        "started_at": state.get("StartedAt"),
+        "finished_at": state.get("FinishedAt"),
+        "pid": state.get("Pid") or None,
+        "http_port": http_port,
+        "host_port": tcp.get(http_port),
+        "tcp_ports": {c: h for c, h in tcp.items() if c != http_port},
+        "udp_ports": host_ports.published(host_config, "udp"),
+        "image": (info.get("Config") or {}).get("Image"),
+        "memory_limit": host_config.get("Memory") or None,
+        "labels": labels,
+    }
+
+
+def list_managed() -> list[dict]:
+    """Berth's containers (label berth.managed=true), running or not:
+    [{app_id, id, name, status, running, image, labels}]."""
+    with engine("Cannot list containers"):
+        found = client().api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
+    return [{
+        "app_id": (c.get("Labels") or {}).get(LABEL_APP_ID),
+        "id": c["Id"],
+        "name": (c.get("Names") or ["/"])[0].lstrip("/"),
+        "status": c.get("State"),
+        "running": c.get("State") == "running",
+        "image": c.get("Image"),
+        "labels": c.get("Labels") or {},
+    } for c in found]

@@ -1,0 +1,68 @@
+"""Every place under the data dir (BERTH_DATA_DIR), in one table: no other module joins paths
+onto the data dir itself.
+
+    berth.db               the SQLite database (unless BERTH_DATABASE_URL says otherwise)
+    apps/<id>/data         an app's persistent data (/app/data in its container)
+    apps/<id>/icon         an app's custom icon
+    avatars/<user id>      user avatars
+    certs/                 certificate and key files nginx reads
+    nginx/                 Berth's nginx: configuration, pid, logs
+    logs/tasks/            one log file per task
+    backup-work/           scratch space of backup and restore tasks
+    backups/               the default filesystem backup storage
+"""
+import os
+
+from core import config
+
+
+def root() -> str:
+    return config.get().data_dir
+
+
+def under(*parts: str) -> str:
+    return os.path.join(root(), *parts)
+
+
+def apps_root() -> str:
+    return under("apps")
+
+
+def app_dir(app_id: str) -> str:
+    return under("apps", app_id)
+
+
+def app_data(app_id: str) -> str:
+    return under("apps", app_id, "data")
+
+
+def app_icon(app_id: str) -> str:
+    return under("apps", app_id, "icon")
+
+
+def avatars() -> str:
+    return under("avatars")
+
+
+def avatar(user_id: str) -> str:
+    return under("avatars", user_id)
+
+
+def certs(data_dir: str | None = None) -> str:
+    return os.path.join(data_dir or root(), "certs")
+
+
+def nginx(data_dir: str | None = None) -> str:
+    return os.path.join(data_dir or root(), "nginx")
+
+
+def task_logs() -> str:
+    return under("logs", "tasks")
+
+
+def backup_work() -> str:
+    return under("backup-work")
+
+
+def default_backups() -> str:
+    return under("backups")
