@@ -5,6 +5,7 @@
     membership.py      the GroupMember links, read and replaced from either side
     roles.py           who may do what to whom (pure rules)
     passwords.py       argon2 hashing and the password policy
+    emails.py          the email address check of every route that accepts one
     login_throttle.py  failed-login counting per account and per address
     sessions.py        activation, login, logout
     tokens.py          API tokens: issue, per-request lookup, revocation

@@ -14,13 +14,13 @@ def list_app_passwords(user_id: str, page: int, per_page: int) -> list:
                 .order_by(AppPassword.creation_time.desc(), AppPassword.id).paginate(page, per_page))
 
 
-def get_app_password(user_id: str, password_id: str):
+def get_app_password(user_id: str, password_id: str) -> AppPassword:
     """One of the user's own app passwords (never another user's: 404)."""
     return AppPassword.get_or_raise(NotFound("No such app password"),
                                     (AppPassword.id == password_id) & (AppPassword.user == user_id))
 
 
-def create_app_password(actor, name: str, identifier: str) -> tuple:
+def create_app_password(actor: eventlog.Actor, name: str, identifier: str) -> tuple:
     """Returns (row, secret); the secret is shown once and stored only as a hash."""
     secret = secrets.token_hex(16)
     row = AppPassword.create(id=f"uid-{uuid.uuid4()}", user=actor.user_id, name=name.strip(),
@@ -30,7 +30,7 @@ def create_app_password(actor, name: str, identifier: str) -> tuple:
     return row, secret
 
 
-def delete_app_password(actor, password_id: str) -> None:
+def delete_app_password(actor: eventlog.Actor, password_id: str) -> None:
     row = get_app_password(actor.user_id, password_id)
     row.delete_instance()
     eventlog.record("user.app_password.remove", actor, appPasswordId=row.id)

@@ -10,7 +10,7 @@ from models import User
 MAX_BYTES = 2 * 1024 * 1024
 
 
-def save(actor, data: bytes) -> None:
+def save(actor: eventlog.Actor, data: bytes) -> None:
     if not data:
         raise BadRequest("is empty", "avatar")
     if len(data) > MAX_BYTES:
@@ -23,7 +23,7 @@ def save(actor, data: bytes) -> None:
     eventlog.record("user.avatar", actor, userId=actor.user_id)
 
 
-def remove(actor) -> None:
+def remove(actor: eventlog.Actor) -> None:
     try:
         os.remove(data_paths.avatar(actor.user_id))
     except FileNotFoundError:

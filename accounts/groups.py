@@ -34,7 +34,7 @@ def list_groups() -> list:
     return with_member_ids(list(Group.select().order_by(Group.name)))
 
 
-def create_group(actor, name: str) -> Group:
+def create_group(actor: eventlog.Actor, name: str) -> Group:
     name = _check_group_name(name)
     try:
         group = Group.create(id=f"gid-{uuid.uuid4()}", name=name)
@@ -44,7 +44,7 @@ def create_group(actor, name: str) -> Group:
     return group
 
 
-def rename_group(actor, group_id: str, name: str) -> None:
+def rename_group(actor: eventlog.Actor, group_id: str, name: str) -> None:
     group = get_group(group_id)
     group.name = _check_group_name(name)
     try:
@@ -54,7 +54,7 @@ def rename_group(actor, group_id: str, name: str) -> None:
     eventlog.record("group.update", actor, groupId=group.id, name=group.name)
 
 
-def set_group_members(actor, group_id: str, user_ids: list) -> None:
+def set_group_members(actor: eventlog.Actor, group_id: str, user_ids: list) -> None:
     """Replace the members. Every user added or removed must be one the actor may change (as for
     PUT /users/{id}/groups); members that stay are not checked, so a usermanager can still edit
     a group an admin belongs to without touching the admin's membership."""
@@ -69,7 +69,7 @@ def set_group_members(actor, group_id: str, user_ids: list) -> None:
     eventlog.record("group.update", actor, groupId=group.id, userIds=user_ids)
 
 
-def delete_group(actor, group_id: str) -> None:
+def delete_group(actor: eventlog.Actor, group_id: str) -> None:
     group = get_group(group_id)
     with database.atomic():
         group.delete_instance(recursive=True)

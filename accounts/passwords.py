@@ -9,7 +9,8 @@ MIN_LENGTH = 8
 MAX_LENGTH = 256
 
 
-def check_policy(password, field="password", username=None, email=None):
+def check_policy(password: object, field: str = "password", username: str | None = None,
+                 email: str | None = None) -> None:
     """Raise BadRequest naming `field` when the password is not acceptable."""
     if not isinstance(password, str):
         raise BadRequest("must be a string", field)
@@ -28,11 +29,11 @@ def check_policy(password, field="password", username=None, email=None):
         raise BadRequest("must not be the email address", field)
 
 
-def hash_password(password):
+def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def verify_password(password_hash, password):
+def verify_password(password_hash: str | None, password: str | None) -> bool:
     if not password_hash or password is None:
         return False
     try:

@@ -5,8 +5,11 @@ target (anything with `id` and `role`, usually a `models.User`), reads nothing f
 and raises the API error that explains a refusal. The spec's `x-roles` is the first gate; these
 rules are the second, so widening `x-roles` never widens what an operation may do.
 """
+from collections.abc import Iterable
+
 from core.errors import BadRequest, Conflict, Forbidden
-from models import ROLE_RANK, ROLES
+from eventlog import Actor
+from models import ROLE_RANK, ROLES, User
 
 MANAGER_ROLES = ("owner", "admin", "mailmanager", "usermanager")
 ADMIN_ROLES = ("owner", "admin")
@@ -22,7 +25,7 @@ def role_from(fields: dict) -> str | None:
     return role
 
 
-def can_manage(actor, target) -> bool:
+def can_manage(actor: Actor, target: User) -> bool:
     """An owner manages everyone, anyone manages themselves, an admin everyone but owners, and
     the other manager roles only plain users (ranks below usermanager)."""
     if actor.role == "owner" or actor.user_id == target.id:
@@ -32,12 +35,12 @@ def can_manage(actor, target) -> bool:
     return actor.role in MANAGER_ROLES and ROLE_RANK[target.role] > ROLE_RANK["usermanager"]
 
 
-def check_manage(actor, target) -> None:
+def check_manage(actor: Actor, target: User) -> None:
     if not can_manage(actor, target):
         raise Forbidden(f"A {actor.role} may not change a user with role '{target.role}'")
 
 
-def check_assign_role(actor, target, role: str) -> None:
+def check_assign_role(actor: Actor, target: User | None, role: str) -> None:
     """May `actor` give `role` to `target` (None: a user being created)?"""
     if target is not None and target.id == actor.user_id and role != target.role:
         raise Conflict("You cannot change your own role")
@@ -49,7 +52,7 @@ def check_assign_role(actor, target, role: str) -> None:
         raise Forbidden(f"A {actor.role} may not assign the role '{role}'")
 
 
-def check_not_last_owner(target, new_role: str | None, active_owners: int) -> None:
+def check_not_last_owner(target: User, new_role: str | None, active_owners: int) -> None:
     """Refuse to remove, deactivate or demote (`new_role` None or not owner) the last active owner:
     an instance without an owner cannot be administered."""
     if target.role == "owner" and new_role != "owner" and active_owners <= 1:
@@ -61,7 +64,7 @@ def is_downgrade(old_role: str, new_role: str) -> bool:
     return ROLE_RANK[new_role] > ROLE_RANK[old_role]
 
 
-def check_transfer_ownership(actor, target) -> None:
+def check_transfer_ownership(actor: Actor, target: User) -> None:
     """Only the owner hands over ownership (the actor becomes admin, the target owner). Checked
     here and not only through `x-roles: [owner]`: if the spec ever let an admin call it, the admin
     would otherwise crown anyone while the real owner stayed owner."""
@@ -73,14 +76,14 @@ def check_transfer_ownership(actor, target) -> None:
         raise Conflict("Cannot make an inactive user the owner")
 
 
-def check_revoke_sessions(actor, target) -> None:
+def check_revoke_sessions(actor: Actor, target: User) -> None:
     """Logging another user out everywhere is for owners and admins, within what they manage."""
     if actor.role not in ADMIN_ROLES:
         raise Forbidden("Only admins may revoke the sessions of a user")
     check_manage(actor, target)
 
 
-def check_membership_change(actor, users) -> None:
+def check_membership_change(actor: Actor, users: Iterable[User]) -> None:
     """Adding a user to a group or removing one is a change to that user: the same rule as
     `PUT /users/{id}/groups`, whichever side the membership is edited from."""
     for user in users:

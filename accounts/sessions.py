@@ -49,6 +49,6 @@ def login(username: str | None, password: str | None, ip: str | None) -> tuple:
     return secret, token.expires
 
 
-def logout(actor, token_id: str) -> None:
+def logout(actor: eventlog.Actor, token_id: str) -> None:
     Token.delete().where(Token.id == token_id).execute()
     eventlog.record("user.logout", actor, userId=actor.user_id)

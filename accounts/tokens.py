@@ -23,7 +23,7 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def issue(user, name: str, client_id: str, expires_ms: int, scope: dict | None = None) -> tuple:
+def issue(user: User | str, name: str, client_id: str, expires_ms: int, scope: dict | None = None) -> tuple:
     """A new token for `user` (a User or its id). Returns (token row, secret)."""
     secret = secrets.token_hex(32)
     token = Token.create(id=f"tid-{uuid.uuid4()}", token_hash=hash_secret(secret), user=user,
@@ -66,7 +66,7 @@ def lookup(secret: str) -> dict:
             "last_used": last_used}
 
 
-def needs_touch(last_used) -> bool:
+def needs_touch(last_used: datetime.datetime | str | None) -> bool:
     """Is the token's last-used time older than a minute? (A write per request would cost.)"""
     if last_used is None:
         return True
@@ -100,12 +100,12 @@ def list_tokens(user_id: str, page: int, per_page: int) -> list:
                 .order_by(Token.creation_time.desc(), Token.id).paginate(page, per_page))
 
 
-def get_token(user_id: str, token_id: str):
+def get_token(user_id: str, token_id: str) -> Token:
     """One of the user's own tokens (never another user's: 404)."""
     return Token.get_or_raise(NotFound("No such token"), (Token.id == token_id) & (Token.user == user_id))
 
 
-def create_token(actor, name: str, expires_at: int | None = None, scope: dict | None = None) -> tuple:
+def create_token(actor: eventlog.Actor, name: str, expires_at: int | None = None, scope: dict | None = None) -> tuple:
     """A personal API token. `scope` {"*": "r"} makes it read-only. Returns (token, secret)."""
     now_ms = int(time.time() * 1000)
     if expires_at is None:
@@ -120,7 +120,7 @@ def create_token(actor, name: str, expires_at: int | None = None, scope: dict | 
     return token, secret
 
 
-def delete_token(actor, token_id: str) -> None:
+def delete_token(actor: eventlog.Actor, token_id: str) -> None:
     token = get_token(actor.user_id, token_id)
     token.delete_instance()
     eventlog.record("user.token.remove", actor, tokenId=token.id)

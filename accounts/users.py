@@ -9,7 +9,7 @@ import uuid
 import peewee
 
 import eventlog
-from accounts import app_passwords, membership, passwords, roles, tokens
+from accounts import app_passwords, emails, membership, passwords, roles, tokens
 from core.errors import BadRequest, Conflict, DependencyFailed, NotFound, PreconditionFailed
 from models import Group, GroupMember, User, database
 
@@ -32,12 +32,6 @@ def check_username(username: str) -> None:
         raise BadRequest("must not contain '.app'", "username")
     if not all(c.isascii() and (c.isalnum() or c in ".-") for c in username):
         raise BadRequest("may only contain letters, digits, '.' and '-'", "username")
-
-
-def check_email(email: str, field: str = "email") -> None:
-    local, at, domain = email.partition("@")
-    if not (local and at and "." in domain and " " not in email and len(email) <= 254):
-        raise BadRequest("is not a valid email address", field)
 
 
 def _check_unique(username=None, email=None, exclude=None):
@@ -80,10 +74,10 @@ def list_users(page: int, per_page: int, search: str | None = None) -> list:
 
 # ---- creating and changing --------------------------------------------------------------------
 
-def create_user(actor, fields: dict, role: str | None = None) -> User:
+def create_user(actor: eventlog.Actor, fields: dict, role: str | None = None) -> User:
     """Create a user from API fields; `role` overrides (activation creates the owner, actor None)."""
-    email = fields["email"].strip().lower()
-    check_email(email)
+    email = emails.check(fields.get("email"))
+    fallback = emails.check_optional(fields.get("fallbackEmail") or "", "fallbackEmail")
     username = fields.get("username")
     if username is not None:
         username = username.strip().lower()
@@ -97,7 +91,7 @@ def create_user(actor, fields: dict, role: str | None = None) -> User:
     _check_unique(username=username, email=email)
     user = User(id=f"uid-{uuid.uuid4()}", username=username, email=email,
                 display_name=(fields.get("displayName") or "").strip(),
-                fallback_email=(fields.get("fallbackEmail") or "").strip().lower(),
+                fallback_email=fallback,
                 password_hash=passwords.hash_password(password) if password else None, role=role)
     try:
         user.save(force_insert=True)
@@ -108,19 +102,18 @@ def create_user(actor, fields: dict, role: str | None = None) -> User:
     return user
 
 
-def update_user(actor, user_id: str, fields: dict) -> User:
+def update_user(actor: eventlog.Actor, user_id: str, fields: dict) -> User:
     user = get_user(user_id)
     roles.check_manage(actor, user)
     changes = {}
-    if fields.get("email") is not None:
-        email = fields["email"].strip().lower()
-        check_email(email)
+    # Nothing is saved before every check below has passed: a refused request changes nothing.
+    email = emails.check(fields["email"]) if fields.get("email") is not None else None
+    fallback = (emails.check_optional(fields["fallbackEmail"], "fallbackEmail")
+                if fields.get("fallbackEmail") is not None else None)
+    if email is not None:
         _check_unique(email=email, exclude=user.id)
         changes["email"] = user.email = email
-    if fields.get("fallbackEmail") is not None:
-        fallback = fields["fallbackEmail"].strip().lower()
-        if fallback:
-            check_email(fallback, "fallbackEmail")
+    if fallback is not None:
         changes["fallbackEmail"] = user.fallback_email = fallback
     if fields.get("username") is not None:
         username = fields["username"].strip().lower()
@@ -160,16 +153,33 @@ def _check_active_change(actor, user, active):
         _check_not_last_owner(user)
 
 
-def set_active(actor, user_id: str, active: bool) -> User:
+# The narrower routes (seed-era POST /users/{id}/active, POST /profile; Cloudron 7+ PUT .../role,
+# PUT .../active, POST .../profile) are update_user limited to their fields, so the role rules,
+# the last-owner guard and the session revocation are the same whichever route a client uses.
+
+PROFILE_FIELDS = ("email", "fallbackEmail", "displayName")
+
+
+def set_active(actor: eventlog.Actor, user_id: str, active: bool) -> User:
     return update_user(actor, user_id, {"active": active})
 
 
-def update_profile(actor, fields: dict) -> User:
-    allowed = {k: fields[k] for k in ("email", "fallbackEmail", "displayName") if fields.get(k) is not None}
-    return update_user(actor, actor.user_id, allowed)
+def set_role(actor: eventlog.Actor, user_id: str, role: str) -> User:
+    if role is None:
+        raise BadRequest("is required", "role")
+    return update_user(actor, user_id, {"role": role})
 
 
-def delete_user(actor, user_id: str) -> None:
+def update_user_profile(actor: eventlog.Actor, user_id: str, fields: dict) -> User:
+    """Email, fallback email and display name of a user; other fields are ignored."""
+    return update_user(actor, user_id, {k: fields[k] for k in PROFILE_FIELDS if fields.get(k) is not None})
+
+
+def update_profile(actor: eventlog.Actor, fields: dict) -> User:
+    return update_user_profile(actor, actor.user_id, fields)
+
+
+def delete_user(actor: eventlog.Actor, user_id: str) -> None:
     user = get_user(user_id)
     if user.id == actor.user_id:
         raise Conflict("You cannot delete yourself")
@@ -182,7 +192,7 @@ def delete_user(actor, user_id: str) -> None:
 
 # ---- passwords and sessions -------------------------------------------------------------------
 
-def set_password(actor, user_id: str, password: str, current_token_id: str | None = None) -> None:
+def set_password(actor: eventlog.Actor, user_id: str, password: str, current_token_id: str | None = None) -> None:
     """A password reset by a manager. Whoever knew the old password may hold a session or have
     created app passwords: all of them go, except the caller's own current token (a manager
     resetting their own password through this route stays logged in)."""
@@ -198,7 +208,7 @@ def set_password(actor, user_id: str, password: str, current_token_id: str | Non
                     revokedAppPasswords=revoked_app)
 
 
-def change_own_password(actor, current: str, new: str, current_token_id: str | None = None) -> None:
+def change_own_password(actor: eventlog.Actor, current: str, new: str, current_token_id: str | None = None) -> None:
     """The user's own change: their other sessions end, the one making the change stays. App
     passwords are the user's own deliberate creations and stay."""
     user = get_user(actor.user_id)
@@ -212,7 +222,7 @@ def change_own_password(actor, current: str, new: str, current_token_id: str | N
     eventlog.record("user.password", actor, userId=user.id, revokedTokens=revoked)
 
 
-def revoke_sessions(actor, user_id: str, current_token_id: str | None = None) -> int:
+def revoke_sessions(actor: eventlog.Actor, user_id: str, current_token_id: str | None = None) -> int:
     """Log a user out everywhere (every token: sessions and API tokens). On oneself the caller's
     current token stays. Returns how many tokens were revoked."""
     user = get_user(user_id)
@@ -224,7 +234,7 @@ def revoke_sessions(actor, user_id: str, current_token_id: str | None = None) ->
 
 # ---- groups, invites, ownership -----------------------------------------------------------------
 
-def set_user_groups(actor, user_id: str, group_ids: list) -> None:
+def set_user_groups(actor: eventlog.Actor, user_id: str, group_ids: list) -> None:
     user = get_user(user_id)
     roles.check_manage(actor, user)
     group_ids = list(dict.fromkeys(group_ids))
@@ -233,7 +243,7 @@ def set_user_groups(actor, user_id: str, group_ids: list) -> None:
     eventlog.record("user.update", actor, userId=user.id, groupIds=group_ids)
 
 
-def create_invite(actor, user_id: str) -> str:
+def create_invite(actor: eventlog.Actor, user_id: str) -> str:
     user = get_user(user_id)
     roles.check_manage(actor, user)
     if user.source:
@@ -245,15 +255,37 @@ def create_invite(actor, user_id: str) -> str:
     return token
 
 
-def send_invite(actor, user_id: str) -> None:
+def send_invite(actor: eventlog.Actor, user_id: str, email: str | None = None) -> None:
+    """Mail the current invite (to `email` when given, Cloudron 7+, else the user's address).
+    Outgoing mail is not built yet: once the checks pass the answer is 424."""
     user = get_user(user_id)
     roles.check_manage(actor, user)
+    if email is not None:
+        emails.check(email)
     if not user.invite_token_hash:
         raise Conflict("No invite was created for this user yet (call create_invite first)")
     raise DependencyFailed("Cannot send the invite: outgoing mail is not configured")
 
 
-def make_owner(actor, user_id: str) -> None:
+def create_password_reset(actor: eventlog.Actor, user_id: str) -> str:
+    """A new password reset secret for a local user, for a manager to hand over (Cloudron 7+'s
+    password_reset_link). Returns the secret; only its hash is kept.
+
+    It is kept where the invite's is, as Cloudron keeps both in one reset token: a user has one
+    outstanding secret to set a password with, and issuing either invalidates the previous one,
+    so a leaked older link is dead as soon as a new one is made."""
+    user = get_user(user_id)
+    roles.check_manage(actor, user)
+    if user.source:
+        raise Conflict("Password reset links are only for local users")
+    secret = secrets.token_hex(32)
+    user.invite_token_hash = tokens.hash_secret(secret)
+    user.save()
+    eventlog.record("user.password_reset_link", actor, userId=user.id)
+    return secret
+
+
+def make_owner(actor: eventlog.Actor, user_id: str) -> None:
     """Transfer ownership: the target becomes owner, the actor (who must be the owner) admin."""
     user = get_user(user_id)
     roles.check_transfer_ownership(actor, user)

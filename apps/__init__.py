@@ -89,7 +89,7 @@ def get_visible_app(actor: eventlog.Actor, app_id: str) -> App:
 
 def queue_task(app: "App | str", state: str, body: str, args: dict | None = None, *,
                actor: eventlog.Actor | None = None, action: str | None = None, event: dict | None = None,
-               locks: Iterable[str] = (), **fields) -> int:
+               locks: Iterable[str] = (), **fields: object) -> int:
     """Queue the app task `body` (a tasks.registry name: "app.configure", "backup.restore_app", ...)
     with `args` plus app_id, then record on the app row `installation_state=state`, the task id
     and any other `fields` (columns), and, when `action` is given, the event `action` by `actor`

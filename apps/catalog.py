@@ -30,11 +30,11 @@ def _load():
         raise DependencyFailed(f"Cannot read the app catalog {source}: {e}") from None
 
 
-def version_key(version):
+def version_key(version: object) -> tuple[int, ...]:
     return tuple(int(p) if p.isdigit() else 0 for p in str(version).split("-")[0].split("."))
 
 
-def resolve(app_store_id):
+def resolve(app_store_id: str) -> tuple[str, dict]:
     """(id@version, manifest) for an appStoreId, or NotFound."""
     wanted, _, version = app_store_id.partition("@")
     candidates = [m for m in _load().get("apps", []) if m.get("id") == wanted

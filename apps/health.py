@@ -28,7 +28,7 @@ def register() -> None:
     schedules.ensure("app-health", "*/10 * * * * *", "apps.health_check")
 
 
-def check_all(fire_time=None) -> None:
+def check_all(fire_time: float | None = None) -> None:
     global _reconciled
     reconcile.reconcile_states()
     if not _reconciled:

@@ -16,12 +16,31 @@ from models.apps import App
 
 
 def _resolve_manifest(body):
+    """(appStoreId to store, manifest). The appStoreId is kept as the client sent it (`id` or
+    `id@version`), as Cloudron returns it; the manifest says which version was resolved."""
     if body.get("manifest") is not None:
         return "", manifests.validate(body["manifest"])
     if body.get("appStoreId"):
-        store_id, manifest = catalog.resolve(body["appStoreId"])
-        return store_id, manifests.validate(manifest, "appStoreId")
+        _, manifest = catalog.resolve(body["appStoreId"])
+        return body["appStoreId"], manifests.validate(manifest, "appStoreId")
     raise BadRequest("either manifest or appStoreId is required", "manifest")
+
+
+# Cloudron 7+ (POST /apps) names -> the seed names (POST /apps/install) Berth stores.
+MODERN_NAMES = {"subdomain": "location", "ports": "portBindings"}
+
+
+def seed_names(body: dict) -> dict:
+    """The install body with the modern names (`subdomain`, `ports`) given as the seed names;
+    both spellings of one field must agree."""
+    body = dict(body)
+    for modern, seed in MODERN_NAMES.items():
+        if modern in body:
+            value = body.pop(modern)
+            if seed in body and body[seed] != value:
+                raise BadRequest(f"differs from {modern}; send one of them", seed)
+            body[seed] = value
+    return body
 
 
 def _queue(app, state, body, actor, action, **args):
@@ -38,8 +57,18 @@ def _check_operable(app, op):
 
 
 def install(actor: eventlog.Actor, body: dict) -> tuple[str, int]:
+    """Check everything, then create the app row and queue its install task: a refused install
+    (400, 404, 409) leaves no row, no task and no container. Takes the seed names and the modern
+    ones (seed_names); `accessRestriction` is required, null meaning every user."""
+    body = seed_names(body)
+    if "accessRestriction" not in body:
+        raise BadRequest("is required: null (every user) or {users: [], groups: []}", "accessRestriction")
+    if not isinstance(body.get("location"), str):
+        raise BadRequest("is required (a subdomain, \"\" for the bare domain)", "location")
     store_id, manifest = _resolve_manifest(body)
-    location, domain = validation.check_location_and_domain(body.get("location", ""), body["domain"])
+    location, domain = validation.check_location_and_domain(body["location"], body.get("domain"))
+    # someone else's DNS record at that name: 409 before anything is created, unless overwriteDns
+    domains.dns_records.check_overwrite([domains.fqdn(location, domain)], bool(body.get("overwriteDns")))
     app = App(
         id=str(uuid.uuid4()), app_store_id=store_id, manifest=manifest,
         installation_state="pending_install", run_state="running", location=location, domain=domain,
@@ -107,10 +136,11 @@ def update(actor: eventlog.Actor, app_id: str, body: dict) -> int:
                   app_store_id=store_id or app.app_store_id)
 
 
-def configure(actor: eventlog.Actor, app_id: str, **changes) -> int:
+def configure(actor: eventlog.Actor, app_id: str, **changes: object) -> int:
     """Settings that need the container re-created (env, memory, location, ports, debug mode)."""
     app = apps.get_app(app_id)
     _check_operable(app, "configure")
+    overwrite_dns = bool(changes.pop("overwriteDns", False))
     fields = {}
     if "env" in changes:
         fields["env"] = validation.check_env(changes["env"])
@@ -126,12 +156,18 @@ def configure(actor: eventlog.Actor, app_id: str, **changes) -> int:
                                                                     "redirectDomains")
         if changes.get("portBindings") is not None:
             fields["port_bindings"] = validation.check_port_bindings(app.manifest, changes["portBindings"], app.id)
+        moved = App(location=fields["location"], domain=fields["domain"], alternate_domains=fields["alternate_domains"],
+                    redirect_domains=fields["redirect_domains"])
+        old_names = domains.dns_records.app_hosts(app)
+        domains.dns_records.check_overwrite(set(domains.dns_records.app_hosts(moved)) - set(old_names), overwrite_dns)
     App.update(**fields, update_time=utcnow()).where(App.id == app.id).execute()
+    # the names before the move go with the task: their DNS records are removed once the app moved
+    extra = {"previous_hosts": old_names} if "location" in changes else {}
     return _queue(app, "pending_configure", "configure", actor, "app.configure",
-                  changed=sorted(changes))
+                  changed=sorted(changes), **extra)
 
 
-def set_fields(actor: eventlog.Actor, app_id: str, **fields) -> None:
+def set_fields(actor: eventlog.Actor, app_id: str, **fields: object) -> None:
     """Settings that only the database (and the dashboard) care about: label, tags, ..."""
     app = apps.get_app(app_id)
     if "access_restriction" in fields:

@@ -21,25 +21,25 @@ def _unique(lines):
     return lines
 
 
-def check_available(app_id):
+def check_available(app_id: str) -> None:
     """Logs come from the container: none yet (e.g. its image never arrived) is a 412."""
     if containers.inspect(app_id) is None:
         raise PreconditionFailed("The app has no container yet, so it has no log")
 
 
-def tail(app_id, lines=10):
+def tail(app_id: str, lines: int | None = 10) -> list[log_streams.LogLine]:
     count = 100000 if lines is None or lines < 0 else lines
     return _unique([_line(app_id, ts, text) for ts, text in containers.logs(app_id, count)])
 
 
-def download(app_id, lines=10, fmt="json"):
+def download(app_id: str, lines: int | None = 10, fmt: str = "json") -> str:
     rows = tail(app_id, lines)
     if fmt == "json":
         return "".join(row.json() + "\n" for row in rows)
     return "".join(row.raw + "\n" for row in rows)
 
 
-async def follow(app_id, lines=10, after=None):
+async def follow(app_id: str, lines: int | None = 10, after: int | None = None) -> log_streams.IterSource:
     """A logstream line source: the last `lines` lines (or those after `after`), then new ones."""
     await asyncio.to_thread(check_available, app_id)
     replay = await asyncio.to_thread(tail, app_id, -1 if after is not None else lines)

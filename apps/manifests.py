@@ -11,7 +11,7 @@ ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 REQUIRED = ("id", "version", "title", "dockerImage", "httpPort", "healthCheckPath")
 
 
-def validate(manifest, field="manifest"):
+def validate(manifest: object, field: str = "manifest") -> dict:
     if not isinstance(manifest, dict):
         raise BadRequest("must be an object", field)
     if manifest.get("manifestVersion") != 2:
@@ -42,7 +42,7 @@ def validate(manifest, field="manifest"):
     return dict(manifest)
 
 
-def declared_ports(manifest):
+def declared_ports(manifest: dict) -> dict[str, tuple[int, str]]:
     """{ENV_NAME: (containerPort, protocol)} of the manifest's tcpPorts and udpPorts."""
     ports = {}
     for kind, proto in (("tcpPorts", "tcp"), ("udpPorts", "udp")):

@@ -12,6 +12,7 @@ One app row that cannot be turned into a vhost (a name nginx must not get, a dom
 gone) is reported and keeps the vhost it has; it never stops the reconciliation of the others.
 """
 import logging
+from collections.abc import Iterable
 
 import apps
 import containers
@@ -63,11 +64,12 @@ def reconcile_runtime() -> None:
             apps.queue_task(app, "pending_configure", "app.configure")
     rows = [app for app in known.values() if app.installation_state != "pending_uninstall"]
     specs = vhost_specs(rows, reverse_proxy.vhosts())
+    specs += [s for s in [domains.dashboard.vhost_spec()] if s]  # Berth's own API at my.<domain>
     if specs or reverse_proxy.is_running():  # no apps, no nginx: it starts with the first app
         reverse_proxy.sync_app_vhosts(specs, certificate=domains.certificate_files)
 
 
-def vhost_specs(rows, current: dict | None = None) -> list[dict]:
+def vhost_specs(rows: Iterable[App], current: dict | None = None) -> list[dict]:
     """The vhost spec of each app row. A row that cannot have one (a name nginx must not get, a
     domain that is gone, JSON of the wrong shape, a name another app has) is reported and keeps
     its vhost from `current` ({app id: spec} in place) if it has one, so that damage in the

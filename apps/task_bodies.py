@@ -5,31 +5,36 @@ the outcome on the app row.
 """
 import apps
 import containers
+import domains
 import reverse_proxy
 from apps import task_steps
 from models import database, utcnow
 from models.apps import App
+from tasks.context import TaskContext
 
 
-def install(task, app_id, **_):
+def install(task: TaskContext, app_id: str, **_: object) -> None:
     with task_steps.run_app_task(task, app_id, "pending_install") as app:
         task_steps.bring_up(task, app)
 
 
-def configure(task, app_id, **_):
-    """Re-create the container from the stored configuration (also what repair runs)."""
+def configure(task: TaskContext, app_id: str, previous_hosts: list[str] | tuple = (), **_: object) -> None:
+    """Re-create the container from the stored configuration (also what repair runs).
+    `previous_hosts`: the names before a location change, whose DNS records go."""
     with task_steps.run_app_task(task, app_id, "pending_configure") as app:
         old = reverse_proxy.vhosts().get(app.id)
         if old and old.get("fqdn") != apps.fqdn(app):
             reverse_proxy.remove_app_vhost(app.id)
         task_steps.bring_up(task, app)
+        if previous_hosts:
+            domains.dns_records.remove(task.log, set(previous_hosts) - set(domains.dns_records.app_hosts(app)))
         if app.run_state == "stopped":
             containers.stop(app.id)
             task_steps.set_app(app.id, run_state="stopped")
             task_steps.write_proxy(task, app, "stopped")
 
 
-def update(task, app_id, manifest, app_store_id=None, **_):
+def update(task: TaskContext, app_id: str, manifest: dict, app_store_id: str | None = None, **_: object) -> None:
     with task_steps.run_app_task(task, app_id, "pending_update") as app:
         task.progress(5, f"Updating to {manifest['id']} {manifest['version']}")
         containers.ensure_image(manifest["dockerImage"], log=task.log)
@@ -39,11 +44,11 @@ def update(task, app_id, manifest, app_store_id=None, **_):
         task_steps.bring_up(task, app)
 
 
-def start(task, app_id, **_):
+def start(task: TaskContext, app_id: str, **_: object) -> None:
     _run_container(task, app_id, "pending_start", containers.start, "Starting container", "Started")
 
 
-def stop(task, app_id, **_):
+def stop(task: TaskContext, app_id: str, **_: object) -> None:
     with task_steps.run_app_task(task, app_id, "pending_stop") as app:
         task.progress(30, "Stopping container")
         containers.stop(app.id)
@@ -52,7 +57,7 @@ def stop(task, app_id, **_):
         task.progress(100, "Stopped")
 
 
-def restart(task, app_id, **_):
+def restart(task: TaskContext, app_id: str, **_: object) -> None:
     _run_container(task, app_id, "pending_restart", containers.restart, "Restarting container", "Restarted")
 
 
@@ -70,12 +75,15 @@ def _run_container(task, app_id, state, action, doing, done):
         task.progress(100, done)
 
 
-def uninstall(task, app_id, **_):
+def uninstall(task: TaskContext, app_id: str, **_: object) -> None:
     with task_steps.run_app_task(task, app_id, "pending_uninstall") as app:
         task.progress(20, "Removing container")
         containers.remove(app.id)
         task.progress(50, "Removing reverse proxy configuration")
         reverse_proxy.remove_app_vhost(app.id)
+        task.progress(60, "Removing DNS records")
+        domains.dns_records.remove(task.log, domains.dns_records.app_hosts(app))
+        domains.acme_orders.remove_user_certificates(domains.dns_records.app_hosts(app))
         task.progress(70, "Removing data")
         apps.delete_data(app.id)
         with database.atomic():

@@ -8,6 +8,7 @@ server crash, timeout) cannot write that; apps.reconcile.reconcile_states does i
 """
 import contextlib
 import logging
+from collections.abc import Iterator
 
 import apps
 import containers
@@ -17,6 +18,7 @@ from apps import manifests, probe
 from core import config
 from models import utcnow
 from models.apps import App
+from tasks.context import TaskContext
 
 log = logging.getLogger("berth.apps")
 
@@ -33,7 +35,7 @@ def _app_origin(host):
     return f"https://{host}" + ("" if port == 443 else f":{port}")
 
 
-def environment(app):
+def environment(app: App) -> dict[str, str]:
     """The CLOUDRON_* environment an app expects, plus its port bindings and custom env."""
     host = apps.fqdn(app)
     env = {
@@ -49,7 +51,7 @@ def environment(app):
     return env
 
 
-def vhost_spec(app, state="running"):
+def vhost_spec(app: App, state: str = "running") -> dict:
     return {
         "app_id": app.id, "fqdn": apps.fqdn(app),
         "upstream_port": app.host_port if state == "running" else None,
@@ -59,7 +61,7 @@ def vhost_spec(app, state="running"):
     }
 
 
-def show_error_page(app_id):
+def show_error_page(app_id: str) -> None:
     """Have nginx show the "not available" page for an app that went to `error`, instead of what
     its vhost said before (typically "being installed", which would never change). Best effort:
     an app without a vhost (never got that far, or uninstalled) is left alone, and a failure here
@@ -72,12 +74,12 @@ def show_error_page(app_id):
         log.exception("could not show the error page of app %s", app_id)
 
 
-def set_app(app_id, **fields):
+def set_app(app_id: str, **fields: object) -> None:
     App.update(**fields, ts=utcnow()).where(App.id == app_id).execute()
 
 
 @contextlib.contextmanager
-def run_app_task(task, app_id, state):
+def run_app_task(task: TaskContext, app_id: str, state: str) -> Iterator[App]:
     app = apps.get_app(app_id)
     # A request queued after this task has already recorded its own state and task id (apps.queue_task);
     # that is what the app shows until that task runs, so only an older or no task is replaced.
@@ -101,7 +103,7 @@ def run_app_task(task, app_id, state):
     del app
 
 
-def create_container(task, app, percent=40):
+def create_container(task: TaskContext, app: App, percent: int = 40) -> App:
     manifest = app.manifest
     task.progress(percent, f"Getting image {manifest['dockerImage']}")
     containers.ensure_image(manifest["dockerImage"], log=task.log)
@@ -124,7 +126,7 @@ def create_container(task, app, percent=40):
     return app
 
 
-def wait_healthy(task, app, percent=80):
+def wait_healthy(task: TaskContext, app: App, percent: int = 80) -> None:
     if app.debug_mode:  # in debug mode the app's own process may not run at all
         task.log("debug mode: not waiting for the health check")
         return
@@ -134,15 +136,25 @@ def wait_healthy(task, app, percent=80):
     set_app(app.id, health="healthy", health_changed_at=utcnow())
 
 
-def write_proxy(task, app, state="running", percent=95):
+def write_proxy(task: TaskContext, app: App, state: str = "running", percent: int = 95) -> None:
     task.progress(percent, f"Configuring reverse proxy for {apps.fqdn(app)}")
-    reverse_proxy.write_app_vhost(**vhost_spec(app, state), certificate=domains.certificate_files)
+    spec = vhost_spec(app, state)
+    reverse_proxy.write_app_vhost(**spec, certificate=domains.certificate_files)
+    if state == "running":
+        # Names on a letsencrypt-* domain get their certificate in a renewcerts task of their own:
+        # the app is served with the fallback one meanwhile, and a refused order fails that task,
+        # not the app's.
+        queued = domains.acme_orders.request_for([spec["fqdn"], *spec["aliases"], *spec["redirects"]])
+        if queued:
+            task.log(f"certificate order queued as task {queued}")
 
 
-def bring_up(task, app):
+def bring_up(task: TaskContext, app: App) -> None:
     """Data folder, image, container, health, vhost: the whole of an install, idempotent."""
     task.progress(10, "Creating data folder")
     containers.private_data_dir(apps.data_dir(app.id))  # <data>/apps and apps/<id> 0700
+    task.progress(15, "Writing DNS records")  # before the vhost: an ACME order needs the names to resolve
+    domains.dns_records.add(task.log, domains.dns_records.app_hosts(app))
     write_proxy(task, app, "installing", percent=20)
     app = create_container(task, app)
     wait_healthy(task, app)

@@ -16,16 +16,38 @@ def _newer(candidate, current):
     return catalog.version_key(candidate) > catalog.version_key(current)
 
 
-def check_all(fire_time=None):
+def _newer_manifest(app):
+    """The catalog's newest manifest of the app when it is newer than the installed one, else None."""
+    _, manifest = catalog.resolve(app.app_store_id.partition("@")[0])
+    return manifest if _newer(manifest["version"], app.manifest.get("version", "0")) else None
+
+
+def available() -> dict[str, dict]:
+    """{app id: {manifest, unstable}} for every catalog app with a newer version (GET
+    /updater/updates). Read from the catalog on each call: Berth keeps no update cache. An app
+    whose catalog entry cannot be read is left out, as in check_all."""
+    updates = {}
+    for app in App.select().where((App.installation_state == "installed") & (App.app_store_id != "")):
+        try:
+            manifest = _newer_manifest(app)
+        except ApiError as e:
+            log.warning("update check of app %s skipped: %s", app.id, e.message)
+            continue
+        if manifest is not None:
+            updates[app.id] = {"manifest": manifest, "unstable": False}
+    return updates
+
+
+def check_all(fire_time: float | None = None) -> list[str]:
     """Queue an update task for each app with a newer catalog version; returns their app ids."""
     started = []
     candidates = App.select().where((App.installation_state == "installed") & (App.app_store_id != "")
                                     & (App.enable_automatic_update == True))  # noqa: E712
     for app in candidates:
-        store_id = app.app_store_id.partition("@")[0]
         try:
-            _, manifest = catalog.resolve(store_id)
-            if _newer(manifest["version"], app.manifest.get("version", "0")):
+            manifest = _newer_manifest(app)
+            if manifest is not None:
+                store_id = app.app_store_id.partition("@")[0]
                 apps.update(eventlog.SYSTEM, app.id, {"appStoreId": f"{store_id}@{manifest['version']}"})
                 started.append(app.id)
         except ApiError as e:  # one app's catalog problem must not stop the others
@@ -33,5 +55,5 @@ def check_all(fire_time=None):
     return started
 
 
-def nothing(fire_time=None):
+def nothing(fire_time: float | None = None) -> None:
     """Platform updates come with the Berth package; the schedule is kept for clients only."""

@@ -3,7 +3,9 @@ environment, memory and access rules.
 
 Each check returns the value to store, normalised (names in lower case without a trailing dot,
 so comparisons and the unique index see one spelling), or raises BadRequest naming the API field
-or Conflict naming who holds what was asked for.
+or Conflict naming who holds what was asked for. An app's own domain that Berth does not have is a
+404 ("No such domain"), as Cloudron answers; an unknown alias or redirect domain is a 400 naming
+the entry, being one field of the body.
 """
 import socket
 
@@ -42,9 +44,11 @@ def check_location_and_domain(location: str | None, domain: str, exclude_app: st
     """(location, domain) normalised, for a place no other app (but `exclude_app`) serves or
     redirects: `location` is a DNS label or "", `domain` one of this Berth's domains."""
     location = domains.check_label(location, field)
-    dom = domains.find(domain) if isinstance(domain, str) else None
+    if not isinstance(domain, str):
+        raise BadRequest("must be a string", domain_field)
+    dom = domains.find(domain)
     if dom is None:
-        raise BadRequest(f"no such domain '{domain}' (add it under /domains first)", domain_field)
+        raise NotFound(f"No such domain '{domain}' (add it under /domains first)")
     wanted = domains.fqdn(location, dom)
     for other in App.select():
         if other.id != exclude_app and wanted in hostnames_of(other):
@@ -66,8 +70,12 @@ def check_extra_domains(entries: list | None, app_id: str | None,
     for i, entry in enumerate(entries or []):
         if not isinstance(entry, dict) or not entry.get("domain"):
             raise BadRequest("needs {domain, subdomain}", f"{field}.{i}")
-        sub, domain = check_location_and_domain(entry.get("subdomain", ""), entry["domain"], exclude_app=app_id,
-                                                field=f"{field}.{i}.subdomain", domain_field=f"{field}.{i}.domain")
+        try:
+            sub, domain = check_location_and_domain(entry.get("subdomain", ""), entry["domain"], exclude_app=app_id,
+                                                    field=f"{field}.{i}.subdomain", domain_field=f"{field}.{i}.domain")
+        except NotFound:
+            raise BadRequest(f"no such domain '{entry['domain']}' (add it under /domains first)",
+                             f"{field}.{i}.domain") from None
         clean.append({"domain": domain, "subdomain": sub})
     return clean
 
@@ -133,10 +141,16 @@ def check_memory(limit: int | None, field: str = "memoryLimit") -> int:
 
 
 def check_access(restriction: dict | None) -> dict | None:
-    """None (everyone) or {users: [...], groups: [...]} (see apps.may_access)."""
+    """None (everyone) or {users: [...], groups: [...]} of id strings (see apps.may_access)."""
     if restriction is None:
         return None
     if not isinstance(restriction, dict):
         raise BadRequest("must be null or {users: [], groups: []}", "accessRestriction")
-    return {"users": list(restriction.get("users") or []), "groups": list(restriction.get("groups") or [])}
+    clean = {}
+    for key in ("users", "groups"):
+        ids = restriction.get(key) or []
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise BadRequest("must be a list of id strings", f"accessRestriction.{key}")
+        clean[key] = list(ids)
+    return clean
 

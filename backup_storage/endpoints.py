@@ -24,9 +24,13 @@ Two checks:
 import functools
 import ipaddress
 import socket
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from core import config, errors
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
 
 REFUSED = "must not point at a loopback, link-local or private network address"
 
@@ -123,7 +127,7 @@ def _pool_classes():
     return {"http": http, "https": https}
 
 
-def guard_client(client) -> None:
+def guard_client(client: "BaseClient") -> None:
     """Make every connection of the boto3 `client` go through the address check. botocore has no
     public hook for this: its HTTP session's table of connection pool classes is replaced in
     place. If that table is not where it is expected (a botocore change), fail closed."""

@@ -16,9 +16,10 @@ import errno
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
 
 from backup_storage import host_paths
-from backup_storage.base import PROBE_PREFIX, TMP_PREFIX, Storage, StorageError, clean_path
+from backup_storage.base import PROBE_PREFIX, TMP_PREFIX, Readable, Storage, StorageError, Writable, clean_path
 from core import data_paths
 
 # Opening the root folder fails with these when it is missing (or a file, or a symlink loop):
@@ -53,7 +54,7 @@ class FilesystemStorage(Storage):
     provider = "filesystem"
 
     def __init__(self, root: str, no_hardlinks: bool = False, external_disk: bool = False,
-                 create_root: bool = False):
+                 create_root: bool = False) -> None:
         self.root = os.path.abspath(root)
         self.no_hardlinks = no_hardlinks
         self.external_disk = external_disk
@@ -112,7 +113,7 @@ class FilesystemStorage(Storage):
                 raise StorageError(f"{self.root} does not exist; create it first") from None
             raise _oserror("open", self.root, e) from e
 
-    def probe(self):
+    def probe(self) -> None:
         root = self._open_root()
         try:
             host_paths.check_opened_folder(root, "backupFolder")
@@ -142,7 +143,7 @@ class FilesystemStorage(Storage):
             raise StorageError(f"{self.root}: the probe object read back differs from what was written")
 
     @contextlib.contextmanager
-    def writer(self, path, durable=True):
+    def writer(self, path: str, durable: bool = True) -> Iterator[Writable]:
         full = self._full(path)
         folder = os.path.dirname(full)
         self._check_disk()
@@ -183,7 +184,7 @@ class FilesystemStorage(Storage):
                     os.unlink(tmp)
 
     @contextlib.contextmanager
-    def reader(self, path):
+    def reader(self, path: str) -> Iterator[Readable]:
         full = self._full(path)
         try:
             f = open(full, "rb")
@@ -192,17 +193,17 @@ class FilesystemStorage(Storage):
         with f:
             yield _Guarded(f, f"Cannot read {full}")
 
-    def exists(self, path):
+    def exists(self, path: str) -> bool:
         return os.path.isfile(self._full(path))
 
-    def size(self, path):
+    def size(self, path: str) -> int:
         full = self._full(path)
         try:
             return os.stat(full).st_size
         except OSError as e:
             raise _oserror("read", full, e) from e
 
-    def list(self, prefix=""):
+    def list(self, prefix: str = "") -> list[str]:
         base = self._full(prefix, allow_empty=True)
         rel = clean_path(prefix, allow_empty=True)
         out = []
@@ -238,7 +239,7 @@ class FilesystemStorage(Storage):
                 return
             folder = os.path.dirname(folder)
 
-    def remove(self, path):
+    def remove(self, path: str) -> None:
         full = self._full(path)
         try:
             os.unlink(full)
@@ -248,7 +249,7 @@ class FilesystemStorage(Storage):
             raise _oserror("remove", full, e) from e
         self._prune_parents(full)
 
-    def remove_prefix(self, prefix):
+    def remove_prefix(self, prefix: str) -> None:
         full = self._full(prefix)   # an empty prefix (the whole root) is refused by clean_path
         if os.path.isdir(full) and not os.path.islink(full):
             def fail(func, p, exc):
@@ -261,7 +262,7 @@ class FilesystemStorage(Storage):
             return
         self._prune_parents(full)
 
-    def copy(self, src, dst):
+    def copy(self, src: str, dst: str) -> None:
         s, d = self._full(src), self._full(dst)
         folder = os.path.dirname(d)
         self._makedirs(folder)
@@ -297,10 +298,10 @@ class FilesystemStorage(Storage):
                     break
                 fout.write(chunk)
 
-    def local_path(self, path):
+    def local_path(self, path: str) -> str | None:
         return self._full(path)
 
-    def sync(self):
+    def sync(self) -> None:
         # One syncfs for the backup's filesystem instead of an fsync per object: rsync backups
         # write thousands of small objects.
         try:

@@ -14,12 +14,25 @@ import re
 import secrets
 import threading
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from backup_storage import config as storage_config
 from backup_storage import endpoints
-from backup_storage.base import DEFAULT_CONCURRENCY, PROBE_PREFIX, Storage, StorageError, clean_path
+from backup_storage.base import (
+    DEFAULT_CONCURRENCY,
+    PROBE_PREFIX,
+    Readable,
+    Storage,
+    StorageError,
+    Writable,
+    clean_path,
+)
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
 
 log = logging.getLogger("berth.backup_storage")
 
@@ -154,7 +167,7 @@ def _is_ip_or_local(endpoint):
 class S3Storage(Storage):
     def __init__(self, provider: str, bucket: str, prefix: str, endpoint: str | None, region: str,
                  access_key_id: str, secret_access_key: str, accept_self_signed: bool = False,
-                 signature_version: str | None = None, concurrency: int = DEFAULT_CONCURRENCY):
+                 signature_version: str | None = None, concurrency: int = DEFAULT_CONCURRENCY) -> None:
         self.provider = provider
         self.bucket = bucket
         self.base = f"{prefix}/" if prefix else ""
@@ -178,7 +191,7 @@ class S3Storage(Storage):
                    signature_version=cfg.get("signatureVersion"), concurrency=concurrency)
 
     @property
-    def client(self):
+    def client(self) -> "BaseClient":
         # boto3 is imported on first use: it costs ~40 MB and a second to import, which the
         # filesystem provider never needs.
         with self._lock:
@@ -228,7 +241,7 @@ class S3Storage(Storage):
         log.info("S3 %s %s failed: %r", op, where, e)
         return StorageError(f"S3 {op} {where}: {describe(e)}")
 
-    def probe(self):
+    def probe(self) -> None:
         key = self._key(f"{PROBE_PREFIX}{secrets.token_hex(8)}")
         data = secrets.token_bytes(64)
         self._call("PutObject", key, self.client.put_object, Bucket=self.bucket, Key=key, Body=data)
@@ -242,7 +255,7 @@ class S3Storage(Storage):
                                "the probe object read back differs from what was written")
 
     @contextlib.contextmanager
-    def writer(self, path, durable=True):
+    def writer(self, path: str, durable: bool = True) -> Iterator[Writable]:
         w = _S3Writer(self, self._key(path))
         try:
             yield w
@@ -252,7 +265,7 @@ class S3Storage(Storage):
             raise
 
     @contextlib.contextmanager
-    def reader(self, path):
+    def reader(self, path: str) -> Iterator[Readable]:
         key = self._key(path)
         r = self._call("GetObject", key, self.client.get_object, Bucket=self.bucket, Key=key)
         body = r["Body"]
@@ -272,17 +285,17 @@ class S3Storage(Storage):
         except Exception as e:
             raise self._error("HeadObject", key, e) from e
 
-    def exists(self, path):
+    def exists(self, path: str) -> bool:
         return self._head(self._key(path)) is not None
 
-    def size(self, path):
+    def size(self, path: str) -> int:
         key = self._key(path)
         head = self._head(key)
         if head is None:
             raise StorageError(f"S3 HeadObject {self.bucket}/{key}: {status_text('NoSuchKey', 404)}")
         return head["ContentLength"]
 
-    def list(self, prefix=""):
+    def list(self, prefix: str = "") -> list[str]:
         rel = clean_path(prefix, allow_empty=True)
         start = self.base + (rel + "/" if rel else "")
         out = []
@@ -298,11 +311,11 @@ class S3Storage(Storage):
         out.sort()
         return out
 
-    def remove(self, path):
+    def remove(self, path: str) -> None:
         key = self._key(path)
         self._call("DeleteObject", key, self.client.delete_object, Bucket=self.bucket, Key=key)
 
-    def remove_prefix(self, prefix):
+    def remove_prefix(self, prefix: str) -> None:
         start = self.base + clean_path(prefix) + "/"
         try:
             # Page by page (1,000 keys each), so a backup of a million files is never listed whole.
@@ -322,7 +335,7 @@ class S3Storage(Storage):
         except Exception as e:
             raise self._error("DeleteObjects", start, e) from e
 
-    def copy(self, src, dst):
+    def copy(self, src: str, dst: str) -> None:
         from botocore.exceptions import ClientError
         s, d = self._key(src), self._key(dst)
         source = {"Bucket": self.bucket, "Key": s}

@@ -12,7 +12,7 @@ from models import utcnow
 log = logging.getLogger("berth.backups")
 
 
-def scheduled_backup(fire_time=None) -> int | None:
+def scheduled_backup(fire_time: float | None = None) -> int | None:
     cfg = settings.get_config()
     if cfg.get("provider") == "noop":
         return None
@@ -34,7 +34,7 @@ def scheduled_backup(fire_time=None) -> int | None:
         return None
 
 
-def scheduled_cleanup(fire_time=None) -> int | None:
+def scheduled_cleanup(fire_time: float | None = None) -> int | None:
     try:
         return requests.start_cleanup(eventlog.SYSTEM)
     except Conflict as e:
@@ -42,7 +42,7 @@ def scheduled_cleanup(fire_time=None) -> int | None:
         return None
 
 
-def sweep(fire_time=None) -> None:
+def sweep(fire_time: float | None = None) -> None:
     """The writes that reads must not do (GET /backups, GET /cloudron/status): backups whose task
     died become `error`, and a killed whole-Cloudron restore gives the activation lock back."""
     records.mark_stale()

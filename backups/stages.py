@@ -38,7 +38,7 @@ class StageFailed(ApiError):
     """A backup stage failed; the message names the stage and carries the underlying reason."""
     status = 424
 
-    def __init__(self, stage, what, reason, stages=None):
+    def __init__(self, stage: str, what: str, reason: str, stages: dict | None = None) -> None:
         super().__init__(f"{stage} of {what} failed: {reason}")
         self.stage = stage
         self.code = f"{stage}Failed"

@@ -57,7 +57,7 @@ def _backup_apps(task, storage, cfg, tag):
     return entries, depends_on
 
 
-def full_backup(task: TaskContext, scheduled: bool = False, **_) -> dict:
+def full_backup(task: TaskContext, scheduled: bool = False, **_: object) -> dict:
     """Every app with backups enabled, then the platform database; the box backup depends on
     one app backup per app. Result: {backupId, stages{snapshot, upload, verify, prune}, backups[]}."""
     cfg = settings.get_config()
@@ -82,7 +82,7 @@ def full_backup(task: TaskContext, scheduled: bool = False, **_) -> dict:
     return {"backupId": box["id"], "stages": stages.totals(entries, prune), "backups": entries}
 
 
-def app_backup(task: TaskContext, app_id: str, **_) -> dict:
+def app_backup(task: TaskContext, app_id: str, **_: object) -> dict:
     cfg = settings.get_config()
     try:
         stages.check_storage(cfg)
@@ -126,7 +126,7 @@ def cleanup_backups(task: TaskContext) -> dict:
     return {"removed": removed, "kept": [b.id for b in keep], "failed": failed, "removedBytes": removed_bytes}
 
 
-def cleanup(task: TaskContext, **_) -> dict:
+def cleanup(task: TaskContext, **_: object) -> dict:
     task.progress(10, "Removing old backups")
     try:
         outcome = cleanup_backups(task)
@@ -147,7 +147,7 @@ def _give_back(app_id, task, previous):
 
 
 def restore_app(task: TaskContext, app_id: str, backup_id: str, previous: dict | None = None,
-                fresh: bool = False, **_) -> dict:
+                fresh: bool = False, **_: object) -> dict:
     """The app comes back exactly as backed up. The backup is downloaded beside the data folder
     first; only when that worked (right key, complete, verified) is the app touched: container
     removed, data folder swapped, the app row set to the backed-up configuration, container
@@ -189,7 +189,7 @@ def restore_app(task: TaskContext, app_id: str, backup_id: str, previous: dict |
     return {"appId": app_id, "backupId": backup.id}
 
 
-def clone_app(task: TaskContext, app_id: str, backup_id: str, **_) -> dict:
+def clone_app(task: TaskContext, app_id: str, backup_id: str, **_: object) -> dict:
     with task_steps.run_app_task(task, app_id, "pending_clone") as app:
         staged = scratch.staged_data(app.id, task)
         try:
@@ -201,6 +201,6 @@ def clone_app(task: TaskContext, app_id: str, backup_id: str, **_) -> dict:
     return {"appId": app_id, "backupId": backup.id}
 
 
-def restore_cloudron(task: TaskContext, backup_config: dict, backup_id: str, **_) -> dict:
+def restore_cloudron(task: TaskContext, backup_config: dict, backup_id: str, **_: object) -> dict:
     """POST /cloudron/restore (see backups/box_restore.py)."""
     return box_restore.run(task, backup_config, backup_id)

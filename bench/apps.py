@@ -90,7 +90,7 @@ class Bench:
         self.count += 1
         location = f"bench{self.count}"
         r = self.api.post("/apps/install", json={"manifest": self.manifest(), "location": location,
-                                                 "domain": DOMAIN})
+                                                 "domain": DOMAIN, "accessRestriction": None})
         if r.status_code != 202:
             raise RuntimeError(f"install answered {r.status_code}: {r.text}")
         self.app_ids.add(r.json()["id"])

@@ -1,5 +1,6 @@
 """TLS certificates as x509 objects: the self-signed fallback certificates Berth makes
-(self_signed.py) and the checks an uploaded certificate must pass (validation.py).
+(self_signed.py), the checks an uploaded certificate must pass (validation.py), and ordering
+certificates from an ACME CA (acme_client.py, RFC 8555 through the `acme` library).
 
 Pure x509 work: this package knows neither nginx nor files. The files nginx reads are
 reverse_proxy.certificate_files; which certificate a domain has is domains.fallback_certificates.

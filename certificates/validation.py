@@ -32,7 +32,7 @@ def load_chain(cert_pem: str, field: str = "cert") -> list[x509.Certificate]:
     return chain
 
 
-def load_key(key_pem: str, field: str = "key"):
+def load_key(key_pem: str, field: str = "key") -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     """The private key (RSA or EC, without passphrase), or BadRequest naming `field`."""
     if not isinstance(key_pem, str) or not key_pem.strip():
         raise BadRequest("is required", field)

@@ -48,7 +48,7 @@ class LogFollower:
     """Blocking iterator over the app container's log lines as (timestamp, text), starting with the
     last `lines` lines. Ends when the container stops or close() is called (from any thread)."""
 
-    def __init__(self, app_id: str, lines: int = 0):
+    def __init__(self, app_id: str, lines: int = 0) -> None:
         container = must_get(app_id)
         with engine(f"Cannot follow logs of {container.name}"):
             self._stream = container.logs(stdout=True, stderr=True, timestamps=True, stream=True,
@@ -78,7 +78,7 @@ class LogFollower:
             # The connection went away under us (close() from another thread, engine gone).
             raise StopIteration from None
 
-    def close(self):
+    def close(self) -> None:
         self._closed = True
         try:
             self._stream.close()

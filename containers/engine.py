@@ -78,7 +78,7 @@ def reason(exc: BaseException) -> str:
 class engine:  # lower case: used as `with engine("Cannot ..."):`, like a function
     """Turns any SDK/transport failure into ContainerError("<what>: <reason>")."""
 
-    def __init__(self, what):
+    def __init__(self, what: str) -> None:
         self.what = what
 
     def __enter__(self):

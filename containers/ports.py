@@ -6,6 +6,7 @@ records its host ports in a label at creation (labels cannot change afterwards),
 is one list call; containers made before that label are inspected one by one.
 """
 import socket
+from collections.abc import Iterable
 
 import docker.errors
 
@@ -69,7 +70,7 @@ def reserved_ports() -> set[int]:
     return ports
 
 
-def free_port(exclude=(), kind=socket.SOCK_STREAM, reserved: set[int] | None = None) -> int:
+def free_port(exclude: Iterable[int] = (), kind: int = socket.SOCK_STREAM, reserved: set[int] | None = None) -> int:
     """A port free on 127.0.0.1 now that no Berth container (even a stopped one, whose port is
     not bound while it is down) has claimed, and not in `exclude` (ports the caller knows of).
     `reserved` is reserved_ports() when the caller has it already."""

@@ -6,6 +6,8 @@ Only this module imports `subprocess` (tests/test_layout.py); long-running pipel
 """
 import logging
 import subprocess
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 log = logging.getLogger("berth.commands")
 
@@ -20,13 +22,14 @@ TAIL = 2000  # characters of output kept in an error message
 class CommandError(Exception):
     """A program failed: `returncode` and the tail of its output in the message."""
 
-    def __init__(self, argv, returncode, output):
+    def __init__(self, argv: Iterable[object], returncode: int | None, output: str | None) -> None:
         self.argv, self.returncode, self.output = list(argv), returncode, output
         tail = (output or "").strip()[-TAIL:]
         super().__init__(f"{argv[0]} exited with {returncode}" + (f": {tail}" if tail else ""))
 
 
-def run(argv, *, timeout=60, env=None, input=None, check=True, cwd=None):
+def run(argv: Iterable[object], *, timeout: float | None = 60, env: Mapping[str, str] | None = None,
+        input: str | None = None, check: bool = True, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run `argv` to the end and return its CompletedProcess (text output captured).
     A non-zero exit raises CommandError when `check`; a missing program raises OSError;
     a timeout raises CommandError with returncode None."""
@@ -44,7 +47,7 @@ def run(argv, *, timeout=60, env=None, input=None, check=True, cwd=None):
     return result
 
 
-def spawn(argv, **popen_kwargs) -> subprocess.Popen:
+def spawn(argv: Iterable[object], **popen_kwargs: Any) -> subprocess.Popen:
     """Start `argv` and return the Popen (for pipelines and long-lived children)."""
     argv = [str(a) for a in argv]
     log.debug("spawn %s", argv[0])

@@ -6,6 +6,7 @@ start-up with one line naming the variable (ConfigError), never a traceback.
 import dataclasses
 import ipaddress
 import os
+from collections.abc import Mapping
 from urllib.parse import urlparse
 
 
@@ -32,6 +33,11 @@ class Config:
     allow_local_storage_endpoints: bool = False  # backup storage on loopback/private addresses (tests)
     max_body_bytes: int = 4 * 1024 * 1024  # largest request body (upload routes may declare more)
     trusted_proxies: tuple = ()  # addresses/networks whose X-Forwarded-For is believed (none)
+    acme_directory: str = ""     # ACME directory URL for every letsencrypt-* domain ("" = Let's Encrypt's)
+    acme_ca_bundle: str = ""     # CA bundle trusted for the ACME directory's HTTPS (a private CA)
+    public_ip: str = ""      # this server's public address for app DNS records ("" = unknown: no writes)
+    ip_lookup_url: str = "https://api.ipify.org"  # answers the caller's public IP as text (sysinfo `generic`)
+    dynamic_dns_pattern: str = "0 */5 * * * *"    # when dynamic DNS re-checks the public address
     version: str = "1.0.0"
 
 
@@ -78,6 +84,16 @@ def _networks(env, name):
     return values
 
 
+def _ip(env, name):
+    raw = env.get(name, "").strip()
+    if raw:
+        try:
+            return str(ipaddress.ip_address(raw))
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not an IP address") from None
+    return raw
+
+
 def _database_url(env, data_dir):
     url = env.get("BERTH_DATABASE_URL", "").strip()
     if not url:
@@ -88,7 +104,28 @@ def _database_url(env, data_dir):
     return url
 
 
-def load(env=None):
+def _acme_directory(env):
+    url = env.get("BERTH_ACME_DIRECTORY", "").strip()
+    if url and (urlparse(url).scheme not in ("https", "http") or not urlparse(url).netloc):
+        raise ConfigError(f"BERTH_ACME_DIRECTORY={url!r} is not an http(s) URL")
+    return url
+
+
+def _http_url(env, name, default):
+    url = env.get(name, "").strip() or default
+    if urlparse(url).scheme not in ("https", "http") or not urlparse(url).netloc:
+        raise ConfigError(f"{name}={url!r} is not an http(s) URL")
+    return url
+
+
+def _existing_file(env, name):
+    path = env.get(name, "").strip()
+    if path and not os.path.isfile(path):
+        raise ConfigError(f"{name}={path!r} is not a file")
+    return path
+
+
+def load(env: Mapping[str, str] | None = None) -> Config:
     """Build the Config from `env` (default os.environ) or raise ConfigError."""
     env = os.environ if env is None else env
     data_dir = os.path.abspath(env.get("BERTH_DATA_DIR", "./data"))
@@ -115,13 +152,18 @@ def load(env=None):
         allow_local_storage_endpoints=_flag(env, "BERTH_ALLOW_LOCAL_STORAGE_ENDPOINTS"),
         max_body_bytes=_int(env, "BERTH_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024),
         trusted_proxies=_networks(env, "BERTH_TRUSTED_PROXIES"),
+        public_ip=_ip(env, "BERTH_PUBLIC_IP"),
+        acme_directory=_acme_directory(env),
+        acme_ca_bundle=_existing_file(env, "BERTH_ACME_CA_BUNDLE"),
+        ip_lookup_url=_http_url(env, "BERTH_IP_LOOKUP_URL", "https://api.ipify.org"),
+        dynamic_dns_pattern=env.get("BERTH_DYNAMIC_DNS_PATTERN", "").strip() or "0 */5 * * * *",
     )
 
 
 _current = None
 
 
-def get():
+def get() -> Config:
     """The process-wide Config (loaded from the environment on first use)."""
     global _current
     if _current is None:
@@ -129,7 +171,7 @@ def get():
     return _current
 
 
-def use(cfg):
+def use(cfg: Config) -> None:
     """Make `cfg` the process-wide Config (server start-up and tests)."""
     global _current
     _current = cfg

@@ -5,7 +5,11 @@ onto the data dir itself.
     apps/<id>/data         an app's persistent data (/app/data in its container)
     apps/<id>/icon         an app's custom icon
     avatars/<user id>      user avatars
+    branding/cloudron_avatar  the Cloudron icon (branding)
     certs/                 certificate and key files nginx reads
+    acme/accounts/         one ACME account key per CA directory (0600)
+    acme/certs/            certificates ordered from an ACME CA, and app certificates users uploaded
+    acme/challenges/       pending HTTP-01 answers (token -> key authorization) nginx serves
     nginx/                 Berth's nginx: configuration, pid, logs
     logs/tasks/            one log file per task
     backup-work/           scratch space of backup and restore tasks
@@ -48,8 +52,24 @@ def avatar(user_id: str) -> str:
     return under("avatars", user_id)
 
 
+def cloudron_avatar() -> str:
+    return under("branding", "cloudron_avatar")
+
+
 def certs(data_dir: str | None = None) -> str:
     return os.path.join(data_dir or root(), "certs")
+
+
+def acme_accounts() -> str:
+    return under("acme", "accounts")
+
+
+def acme_certs() -> str:
+    return under("acme", "certs")
+
+
+def acme_challenges(data_dir: str | None = None) -> str:
+    return os.path.join(data_dir or root(), "acme", "challenges")
 
 
 def nginx(data_dir: str | None = None) -> str:

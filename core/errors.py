@@ -9,7 +9,7 @@ import http
 class ApiError(Exception):
     status = 500
 
-    def __init__(self, message, headers=None):
+    def __init__(self, message: str, headers: dict | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
@@ -18,7 +18,7 @@ class ApiError(Exception):
 class BadRequest(ApiError):
     status = 400
 
-    def __init__(self, message, field=None):
+    def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
 
@@ -46,7 +46,7 @@ class PreconditionFailed(ApiError):
 class TooManyRequests(ApiError):
     status = 429
 
-    def __init__(self, message, retry_after):
+    def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after + 0.999)))})
 
 
@@ -58,12 +58,12 @@ class NotImplementedYet(ApiError):
     status = 501
 
 
-def reason(status):
+def reason(status: int) -> str:
     try:
         return http.HTTPStatus(status).phrase
     except ValueError:
         return "Error"
 
 
-def body(status, message):
+def body(status: int, message: str) -> dict:
     return {"status": reason(status), "message": message}

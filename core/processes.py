@@ -1,5 +1,7 @@
 """What the kernel says about a process (through psutil): Berth checks its own helpers (nginx,
 task runners) this way, and tells a reused pid apart by its start time."""
+from collections.abc import Callable
+
 import psutil
 
 GONE = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)  # a zombie is dead, only not reaped yet
@@ -54,7 +56,7 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
-def find(predicate) -> list[int]:
+def find(predicate: Callable[[list[str]], bool]) -> list[int]:
     """Pids of live processes whose command line satisfies `predicate(argv)`."""
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):

@@ -1,5 +1,5 @@
 """Why a domain cannot be removed: an explicit list of checks, each reading the table that puts
-names on domains (apps today; mail and the dashboard domain later get their own check here).
+names on domains (apps and the dashboard domain today; mail later gets its own check here).
 
 The checks query the models themselves. They used to be callbacks the apps module registered
 when it was imported, so a process that never imported apps let a used domain be deleted.
@@ -7,6 +7,7 @@ when it was imported, so a process that never imported apps let a used domain be
 from collections.abc import Callable
 
 from domains import hostnames
+from models import Setting
 from models.apps import App
 
 
@@ -21,7 +22,14 @@ def _used_by_apps(domain: str) -> str | None:
     return None
 
 
-CHECKS: tuple[Callable[[str], str | None], ...] = (_used_by_apps,)
+def _is_dashboard_domain(domain: str) -> str | None:
+    """The dashboard domain chosen by the first-run setup (domains.dashboard.ADMIN_DOMAIN)."""
+    if Setting.read("admin_domain") == domain:
+        return "Cannot remove the dashboard domain"
+    return None
+
+
+CHECKS: tuple[Callable[[str], str | None], ...] = (_used_by_apps, _is_dashboard_domain)
 
 
 def reason(domain: str) -> str | None:

@@ -1,44 +1,41 @@
 """Domain records: adding, changing, reading and removing the domains apps live on.
 
-DNS providers available: `noop` (Berth does nothing with DNS), `manual` (the admin creates the
-records) and `wildcard` (a `*.domain` record points at this server). Programmable providers
-(route53, cloudflare, ...) are part of the contract but not available yet: adding one is a 400.
+DNS providers are the seed-era family of dns_providers.registry: noop, manual and wildcard (Berth
+writes no record), rfc2136 and the vendor APIs (records written for the apps: domains.dns_records).
+Adding or changing a domain asks the provider to verify the credentials first; a refusal is a 400
+carrying the provider's own words and nothing is stored. Secrets are masked on read, and the mask
+sent back keeps the stored value.
 """
 import peewee
 
+import dns_providers
 import eventlog
-from core.errors import BadRequest, Conflict, NotFound
-from core.masking import MASK
-from domains import fallback_certificates, hostnames, in_use
+from core.errors import BadRequest, Conflict, DependencyFailed, NotFound
+from domains import dns_records, fallback_certificates, hostnames, in_use
 from models import Domain, database
 
-PROVIDERS = ("noop", "manual", "wildcard")
+PROVIDERS = dns_providers.PROVIDERS
 TLS_PROVIDERS = ("fallback", "letsencrypt-prod", "letsencrypt-staging")
-CONFIG_FLAGS = ("hyphenatedSubdomains", "wildcard")
-SECRET_KEYS = ("token", "secretAccessKey", "apiKey", "password")
 
 
 # ---- validation -------------------------------------------------------------------------------
 
 def _check_provider(provider):
     if provider not in PROVIDERS:
-        raise BadRequest(f"'{provider}' is not available yet; use one of {', '.join(PROVIDERS)}", "provider")
+        raise BadRequest(f"must be one of {', '.join(PROVIDERS)}", "provider")
 
 
-def _clean_config(provider, raw):
-    """Keep the settings these providers have. They take no credentials, so nothing here is secret;
-    keys of other providers (API tokens sent along by mistake) are dropped, never stored."""
-    raw = raw or {}
-    if not isinstance(raw, dict):
-        raise BadRequest("must be an object", "config")
-    clean = {}
-    for flag in CONFIG_FLAGS:
-        if flag in raw and raw[flag] is not None:
-            if not isinstance(raw[flag], bool):
-                raise BadRequest("must be a boolean", f"config.{flag}")
-            clean[flag] = raw[flag]
-    clean.setdefault("hyphenatedSubdomains", False)
-    return clean
+def _clean_config(provider, raw, current=None):
+    """Only the provider's own fields and Berth's flags are stored (dns_providers.clean_config)."""
+    return dns_providers.clean_config(provider, raw, current)
+
+
+def _verify(provider, zone, cfg):
+    """Ask the provider whether these credentials may manage `zone`; its refusal is a 400."""
+    try:
+        dns_providers.create(provider, zone, cfg).verify()
+    except dns_providers.DnsError as e:
+        raise BadRequest(f"DNS provider refused: {e}", "config") from None
 
 
 def _clean_tls(provider, raw, current=None):
@@ -56,7 +53,8 @@ def _clean_tls(provider, raw, current=None):
     if tls["wildcard"]:
         if not tls["provider"].startswith("letsencrypt"):
             raise BadRequest("needs a Let's Encrypt provider", "tlsConfig.wildcard")
-        raise BadRequest(f"needs a programmable DNS provider, not '{provider}'", "tlsConfig.wildcard")
+        if not dns_providers.writes(provider):
+            raise BadRequest(f"needs a programmable DNS provider, not '{provider}'", "tlsConfig.wildcard")
     return tls
 
 
@@ -82,15 +80,20 @@ def get_domain(domain: str) -> Domain:
 
 
 def masked_config(dom: Domain) -> dict:
-    """The provider config as the API shows it: secrets (none with today's providers) as MASK."""
-    return {k: (MASK if k in SECRET_KEYS else v) for k, v in (dom.config or {}).items()}
+    """The provider config as the API shows it: secrets as MASK."""
+    return dns_providers.masked(dom.provider, dom.config or {})
 
 
 def needs_overwrite(domain: str, subdomain: str = "") -> bool:
-    """Would installing an app at `subdomain` overwrite a DNS record? With noop, manual and wildcard
-    Berth never writes DNS records, so never."""
-    get_domain(domain)
-    return False
+    """Would installing an app at `subdomain` overwrite a DNS record that is not this server's?
+    Answered from the provider's live records (rfc2136: a signed query to its server; vendors:
+    their API). With noop, manual and wildcard Berth never writes records, so never."""
+    dom = get_domain(domain)
+    label = hostnames.check_label(subdomain, "subdomain")
+    try:
+        return bool(dns_records.conflicts([hostnames.fqdn(label, dom)]))
+    except dns_providers.DnsError as e:
+        raise DependencyFailed(str(e)) from None
 
 
 # ---- changing ---------------------------------------------------------------------------------
@@ -108,6 +111,7 @@ def add_domain(actor: eventlog.Actor, body: dict) -> Domain:
                  tls_config=_clean_tls(provider, body.get("tlsConfig")))
     if find(domain) is not None:
         raise Conflict(f"Domain {domain} already exists")
+    _verify(provider, dom.zone_name, dom.config)
     dom.fallback_cert, dom.fallback_key, dom.fallback_generated = fallback_certificates.choose(domain, body)
     with database.atomic():
         try:
@@ -121,16 +125,18 @@ def add_domain(actor: eventlog.Actor, body: dict) -> Domain:
 
 
 def update_domain(actor: eventlog.Actor, domain: str, body: dict) -> Domain:
+    provider = body["provider"]
+    _check_provider(provider)
+    current = get_domain(domain)
+    zone = _zone(current.domain, body["zoneName"]) if "zoneName" in body else current.zone_name
+    cfg = _clean_config(provider, body.get("config"), current.config if provider == current.provider else None)
+    tls = _clean_tls(provider, body.get("tlsConfig"), current.tls_config)
+    # verified before the transaction: a slow provider must not hold the database
+    _verify(provider, zone, cfg)
     with database.atomic():
         dom = get_domain(domain)
-        provider = body["provider"]
-        _check_provider(provider)
         previous = (dom.fallback_cert, dom.fallback_key)
-        if "zoneName" in body:
-            dom.zone_name = _zone(dom.domain, body["zoneName"])
-        dom.provider = provider
-        dom.config = _clean_config(provider, body.get("config"))
-        dom.tls_config = _clean_tls(provider, body.get("tlsConfig"), dom.tls_config)
+        dom.zone_name, dom.provider, dom.config, dom.tls_config = zone, provider, cfg, tls
         dom.fallback_cert, dom.fallback_key, dom.fallback_generated = fallback_certificates.choose(
             dom.domain, body, dom)
         dom.save()

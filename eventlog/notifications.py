@@ -4,18 +4,18 @@ from core.errors import NotFound
 from models.notifications import Notification
 
 
-def add(title, message, event_id=None):
+def add(title: str, message: str, event_id: str | None = None) -> Notification:
     return Notification.create(title=title[:512], message=message, event_id=event_id)
 
 
-def list_notifications(page=1, per_page=25, acknowledged=None):
+def list_notifications(page: int = 1, per_page: int = 25, acknowledged: bool | None = None) -> list[Notification]:
     query = Notification.select().order_by(Notification.creation_time.desc(), Notification.id.desc())
     if acknowledged is not None:
         query = query.where(Notification.acknowledged == acknowledged)
     return list(query.paginate(page, per_page))
 
 
-def get(notification_id):
+def get(notification_id: int | str) -> Notification:
     try:
         found = Notification.get_or_none(Notification.id == int(notification_id))
     except (TypeError, ValueError):
@@ -25,6 +25,6 @@ def get(notification_id):
     return found
 
 
-def acknowledge(notification_id, acknowledged=True):
+def acknowledge(notification_id: int | str, acknowledged: bool = True) -> None:
     note = get(notification_id)
     Notification.update(acknowledged=bool(acknowledged)).where(Notification.id == note.id).execute()

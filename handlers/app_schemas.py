@@ -13,12 +13,14 @@ class AppSchema(Schema):
     health = fields.String(allow_none=True)
     taskId = fields.Function(lambda a: str(a.task_id) if a.task_id else None)
     location = fields.String()
+    subdomain = fields.String(attribute="location", dump_only=True)   # the Cloudron 7+ name of location
     domain = fields.String()
     fqdn = fields.String()
     alternateDomains = fields.Raw(attribute="alternate_domains")
     redirectDomains = fields.Raw(attribute="redirect_domains")
     manifest = fields.Raw()
     portBindings = fields.Raw(attribute="port_bindings")
+    ports = fields.Raw(attribute="port_bindings", dump_only=True)     # the Cloudron 7+ name of portBindings
     accessRestriction = fields.Raw(attribute="access_restriction", allow_none=True)
     memoryLimit = fields.Integer(attribute="memory_limit")
     env = fields.Raw()
@@ -35,8 +37,8 @@ class AppSchema(Schema):
     ts = IsoTime()
 
 
-RESTRICTED = ("id", "appStoreId", "installationState", "runState", "health", "location", "domain", "fqdn",
-              "manifest", "portBindings", "iconUrl", "creationTime", "ts", "tags", "label")
+RESTRICTED = ("id", "appStoreId", "installationState", "runState", "health", "location", "subdomain", "domain",
+              "fqdn", "manifest", "portBindings", "ports", "iconUrl", "creationTime", "ts", "tags", "label")
 
 full = AppSchema()
 restricted = AppSchema(only=RESTRICTED)

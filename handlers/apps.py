@@ -3,6 +3,7 @@ import flask
 
 import apps
 import backups
+import domains
 from apps import logs as app_logs
 from handlers.app_schemas import full, restricted
 from handlers.backups import schema as backup_schema
@@ -25,6 +26,10 @@ def _task(task_id):
 def install_app(body, token_info):
     app_id, task_id = apps.install(actor(token_info), body)
     return {"id": app_id, "taskId": str(task_id)}, 202
+
+
+# POST /apps (Cloudron 7+): the same install; apps.install also takes `subdomain` and `ports`.
+create_app = install_app
 
 
 def list_apps(token_info):
@@ -74,9 +79,18 @@ def set_debug_mode(appid, body, token_info):
 
 
 def set_location(appid, body, token_info):
-    changes = {k: body[k] for k in ("location", "domain", "portBindings", "alternateDomains", "redirectDomains")
-               if k in body}
+    changes = {k: body[k] for k in ("location", "domain", "portBindings", "alternateDomains", "redirectDomains",
+                                    "overwriteDns") if k in body}
     return _task(apps.configure(actor(token_info), appid, **changes))
+
+
+def set_cert(appid, body, token_info):
+    app = apps.get_app(appid)
+    extra = (app.alternate_domains or []) + (app.redirect_domains or [])
+    names = [apps.fqdn(app)] + [domains.fqdn(d.get("subdomain", ""), d["domain"]) for d in extra]
+    return _task(domains.acme_orders.set_user_certificate(
+        actor(token_info), app.id, names, body["domain"], body.get("subdomain") or "",
+        body.get("cert"), body.get("key")))
 
 
 def set_label(appid, body, token_info):

@@ -1,12 +1,17 @@
-"""Cloudron tag: status, activation, login/logout, config, event log."""
+"""Cloudron tag: status, first-run setup, activation, login/logout, config, event log, the public
+icon, languages and password reset requests."""
+import flask
+
 import accounts
 import backups
+import domains
 import eventlog
 import platform_settings
-from accounts import sessions
+from accounts import activation_lock, reset_requests, sessions
 from core import config
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from handlers import serialize
+from platform_settings import branding
 from web.request_context import actor, client_ip
 from web.unbuilt import not_implemented
 
@@ -22,11 +27,22 @@ def get_status():
     return {
         "version": config.get().version, "apiServerOrigin": _origin(), "webServerOrigin": _origin(),
         "provider": "generic", "cloudronName": platform_settings.get("cloudron_name"), "footer": "",
-        "adminFqdn": None,
+        "adminFqdn": domains.dashboard.admin_fqdn(),
         "activated": accounts.is_activated(),
         "setup": {"active": False, "message": "", "errorMessage": None},
         "restore": backups.restore_status(),
     }
+
+
+def setup(body):
+    # Refused once activated ("Already setup", as Cloudron says) and while a whole-Cloudron
+    # restore holds the activation lock; before that a repeated setup changes the domain.
+    if accounts.is_activated():
+        raise Conflict("Already setup")
+    if activation_lock.is_held():
+        raise Conflict("Already setting up or restoring")
+    domains.dashboard.setup(actor(), body["dnsConfig"])
+    return {}
 
 
 def activate(body):
@@ -57,9 +73,11 @@ def logout(token_info):
 
 def get_config(token_info):
     cfg = config.get()
+    admin_fqdn = domains.dashboard.admin_fqdn() or ""
     return {
-        "apiServerOrigin": _origin(), "webServerOrigin": _origin(), "adminDomain": "",
-        "adminFqdn": "", "mailFqdn": "", "version": cfg.version, "isDemo": False,
+        "apiServerOrigin": _origin(), "webServerOrigin": _origin(),
+        "adminDomain": domains.dashboard.admin_domain() or "",
+        "adminFqdn": admin_fqdn, "mailFqdn": admin_fqdn, "version": cfg.version, "isDemo": False,
         "provider": "generic", "cloudronName": platform_settings.get("cloudron_name"), "footer": "",
         "features": {},
         "uiSpec": {},
@@ -76,3 +94,40 @@ def get_event(event_id):
     if event is None:
         raise NotFound("No such event")
     return {"event": serialize.events.dump(event)}
+
+
+def get_avatar():
+    # Public (login page, favicon); not cached, so a new branding icon shows at once.
+    return flask.Response(branding.cloudron_avatar(), mimetype="image/png", headers={"Cache-Control": "no-cache"})
+
+
+def list_languages():
+    return {"languages": branding.languages()}
+
+
+def request_password_reset(body=None):
+    # 202 whether or not a user matched: the answer must not reveal which accounts exist.
+    reset_requests.request((body or {}).get("identifier"), client_ip())
+    return {}, 202
+
+
+def renew_certs(body=None, token_info=None):
+    return {"taskId": str(domains.acme_orders.renew_now(actor(token_info), (body or {}).get("domain")))}, 202
+
+
+def sync_dns(body=None, token_info=None):
+    body = body or {}
+    return {"taskId": str(domains.dns_records.start_sync(actor(token_info), body.get("domain"), body.get("type")))}, 201
+
+
+def get_server_ip():
+    return {"ip": domains.public_address.server_ip()}
+
+
+def prepare_dashboard_domain(body, token_info):
+    return {"taskId": str(domains.dashboard.prepare(actor(token_info), body["domain"]))}, 202
+
+
+def set_dashboard_domain(body, token_info):
+    domains.dashboard.set_domain(actor(token_info), body["domain"])
+    return None, 204

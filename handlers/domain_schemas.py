@@ -13,6 +13,8 @@ class DomainSummarySchema(Schema):
     provider = fields.String()
     locked = fields.Boolean()
     config = fields.Method("_config")
+    # Both the seed-era and current servers list it (clients show the certificate provider).
+    tlsConfig = fields.Dict(attribute="tls_config")
 
     def _config(self, dom):
         return {"hyphenatedSubdomains": bool((dom.config or {}).get("hyphenatedSubdomains"))}

@@ -1,5 +1,6 @@
 """settings tag of openapi.yaml."""
 import backups
+import domains
 import platform_settings
 from web.request_context import actor
 from web.unbuilt import not_implemented
@@ -72,4 +73,22 @@ def get_language():
 
 def set_language(body, token_info):
     platform_settings.put(actor(token_info), "language", body["language"])
+    return {}
+
+
+def get_sysinfo_config():
+    return domains.public_address.get_config()
+
+
+def set_sysinfo_config(body, token_info):
+    domains.public_address.set_config(actor(token_info), body)
+    return {}
+
+
+def get_dynamic_dns():
+    return {"enabled": domains.dynamic_dns.enabled()}
+
+
+def set_dynamic_dns(body, token_info):
+    domains.dynamic_dns.set_enabled(actor(token_info), body["enabled"])
     return {}

@@ -63,6 +63,34 @@ def set_active(user_id, body, token_info):
     return {}
 
 
+# ---- Cloudron 7+ routes (x-modern): the same domain functions as the seed-era ones -------------
+
+def update_profile(user_id, body, token_info):
+    users.update_user_profile(actor(token_info), user_id, body or {})
+    return None, 204
+
+
+def set_role(user_id, body, token_info):
+    users.set_role(actor(token_info), user_id, body.get("role"))
+    return None, 204
+
+
+def put_active(user_id, body, token_info):
+    users.set_active(actor(token_info), user_id, body["active"])
+    return None, 204
+
+
+def password_reset_link(user_id, token_info):
+    secret = users.create_password_reset(actor(token_info), user_id)
+    return {"passwordResetLink": f"/passwordreset.html?resetToken={secret}"}
+
+
+def send_invite_email(user_id, token_info, body=None):
+    # Mail is not built yet: the same answers as send_invite (409 without an invite, else 424).
+    users.send_invite(actor(token_info), user_id, (body or {}).get("email"))
+    return {}, 202
+
+
 def logout(user_id, token_info):
     """Berth extension: end every session and API token of the user (the caller's own current
     token survives when they log themselves out everywhere)."""

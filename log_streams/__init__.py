@@ -10,7 +10,7 @@ no web framework. web.event_stream serves these sources as Server-Sent Events.
 """
 from log_streams.file_follower import follow_file, read_tail
 from log_streams.lines import LogLine, format_line, format_timestamp, now_us, parse_lines, parse_timestamp
-from log_streams.sources import HEARTBEAT_SECS, IterSource, StaticSource, run_blocking
+from log_streams.sources import HEARTBEAT_SECS, IterSource, LineSource, StaticSource, run_blocking
 
-__all__ = ["HEARTBEAT_SECS", "IterSource", "LogLine", "StaticSource", "follow_file", "format_line",
+__all__ = ["HEARTBEAT_SECS", "IterSource", "LineSource", "LogLine", "StaticSource", "follow_file", "format_line",
            "format_timestamp", "now_us", "parse_lines", "parse_timestamp", "read_tail", "run_blocking"]

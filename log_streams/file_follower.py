@@ -9,6 +9,7 @@ import asyncio
 import functools
 import logging
 import os
+from collections.abc import Awaitable, Callable
 
 from log_streams.lines import LogLine, parse_lines, parse_timestamp
 from log_streams.sources import HEARTBEAT_SECS, StaticSource, io_pool
@@ -77,7 +78,7 @@ def _starts_at_or_before(data, after):
 class FileFollower:
     """Follows one log file for every client of it in this process: one poll loop per file."""
 
-    def __init__(self, path, source, finished):
+    def __init__(self, path: str, source: str, finished: Callable[[], Awaitable[bool]]) -> None:
         self.path = path
         self.source = source
         self.finished = finished          # async () -> bool: has the log ended for good?
@@ -93,10 +94,10 @@ class FileFollower:
         self._task = None
 
     @property
-    def end(self):
+    def end(self) -> int:
         return self.base + len(self.lines)
 
-    async def start(self):
+    async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.offset, self.last_id = await loop.run_in_executor(io_pool, _position, self.path, self.source)
         self.ready.set()
@@ -170,7 +171,7 @@ class FileFollower:
                 if not future.done():  # done = cancelled: that client has gone
                     future.set_result(None)
 
-    def wait(self):
+    def wait(self) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
         return future
@@ -184,10 +185,10 @@ class FileFollower:
             del self.lines[:keep_from - self.base]
             self.base = keep_from
 
-    def subscribe(self, sub):
+    def subscribe(self, sub: "FollowSource") -> None:
         self.subscribers.add(sub)
 
-    def unsubscribe(self, sub):
+    def unsubscribe(self, sub: "FollowSource") -> None:
         self.subscribers.discard(sub)
         if not self.subscribers and self._task is not None:
             self._task.cancel()
@@ -210,12 +211,12 @@ def _position(path, source):
 class FollowSource:
     """One client's view of a FileFollower: history first, then the shared new lines."""
 
-    def __init__(self, follower, cursor):
+    def __init__(self, follower: FileFollower, cursor: int) -> None:
         self.follower = follower
         self.cursor = cursor
         self.replay = None
 
-    async def next_batch(self, timeout):
+    async def next_batch(self, timeout: float) -> list[LogLine] | None:
         if self.replay:
             batch, self.replay = self.replay, None
             return batch
@@ -234,15 +235,15 @@ class FollowSource:
             await f.wait()  # the follower wakes us at least every HEARTBEAT_SECS
         return []
 
-    def close(self):
+    def close(self) -> None:
         self.follower.unsubscribe(self)
 
 
 _followers = {}
 
 
-async def follow_file(path: str, source: str, finished, lines: int | None = 10,
-                      after: int | None = None):
+async def follow_file(path: str, source: str, finished: Callable[[], Awaitable[bool]], lines: int | None = 10,
+                      after: int | None = None) -> StaticSource | FollowSource:
     """A line source for a log file still being written: the last `lines` lines (or those after
     id `after`), then every new line, until `await finished()` says the log has ended."""
     loop = asyncio.get_running_loop()

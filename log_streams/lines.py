@@ -6,6 +6,7 @@ are deterministic for a given file and a client resuming after id N gets exactly
 """
 import datetime
 import json
+from collections.abc import Iterable
 
 _EPOCH = datetime.datetime(1970, 1, 1)
 _US = datetime.timedelta(microseconds=1)
@@ -45,7 +46,7 @@ class LogLine:
     clients (web.event_stream): they encode it once and keep the bytes here."""
     __slots__ = ("id", "message", "raw", "source", "encoded")
 
-    def __init__(self, id: int, message: str, raw: str, source: str):
+    def __init__(self, id: int, message: str, raw: str, source: str) -> None:
         self.id = id
         self.message = message
         self.raw = raw
@@ -59,7 +60,7 @@ class LogLine:
         return json.dumps(self.as_dict(), ensure_ascii=False, separators=(",", ":"))
 
 
-def parse_lines(texts, prev_id: int, source: str) -> tuple[list[LogLine], int]:
+def parse_lines(texts: Iterable[str], prev_id: int, source: str) -> tuple[list[LogLine], int]:
     """Stored lines -> (LogLine list, id of the last line). Lines without a timestamp are kept
     whole as the message (and get the previous id + 1); empty lines are skipped."""
     out = []

@@ -10,6 +10,8 @@ import collections
 import concurrent.futures
 import functools
 import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, Protocol
 
 from log_streams.lines import LogLine, parse_lines
 
@@ -24,15 +26,23 @@ HEARTBEAT_SECS = 15.0
 io_pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="logstream")
 
 
-def run_blocking(fn, *args):
+def run_blocking(fn: Callable[..., Any], *args: object) -> asyncio.Future:
     """Run a short blocking call (a database lookup) off the event loop; returns a future."""
     return asyncio.get_running_loop().run_in_executor(io_pool, functools.partial(fn, *args))
+
+
+class LineSource(Protocol):
+    """What a log stream reads lines from (see the module docstring)."""
+
+    async def next_batch(self, timeout: float) -> list[LogLine] | None: ...
+
+    def close(self) -> None: ...
 
 
 class StaticSource:
     """A fixed list of lines, then the end (a finished log)."""
 
-    def __init__(self, lines: list[LogLine]):
+    def __init__(self, lines: list[LogLine]) -> None:
         self._lines = lines
 
     async def next_batch(self, timeout: float) -> list[LogLine] | None:
@@ -48,7 +58,7 @@ class IterSource:
     Ids are made strictly increasing (a line sharing its predecessor's timestamp gets +1 us),
     since a resuming client skips every id up to the last one it saw."""
 
-    def __init__(self, lines, source: str = "", replay=()):
+    def __init__(self, lines: AsyncIterator[LogLine | str], source: str = "", replay: Iterable[LogLine] = ()) -> None:
         self._source = source
         self._buffer = collections.deque(replay)
         self._last_id = self._buffer[-1].id if self._buffer else 0

@@ -24,6 +24,16 @@ SQLITE_PRAGMAS = {
 }
 
 
+class _SqliteDatabase(peewee.SqliteDatabase):
+    """Every transaction (atomic()) begins IMMEDIATE, taking the write lock at BEGIN and waiting
+    for it under busy_timeout. A deferred BEGIN that reads first pins a snapshot; if another
+    process commits before the first write, SQLite refuses the upgrade at once with "database is
+    locked" (busy_timeout does not apply), as bench/load.py found on PUT /groups/{id}/members."""
+
+    def begin(self, lock_type=None):
+        super().begin(lock_type or "IMMEDIATE")
+
+
 def open_database(url):
     """Open `url` and bind the proxy to it. Returns the concrete database."""
     scheme = urlparse(url).scheme
@@ -31,7 +41,7 @@ def open_database(url):
         path = url[len("sqlite:///"):]
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        db = peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
+        db = _SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
     else:
         db = connect(url.replace("postgres://", "postgresql://", 1))
     database.initialize(db)

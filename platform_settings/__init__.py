@@ -5,6 +5,7 @@ process: `app_autoupdate_pattern` drives apps.updates.check_all; `box_autoupdate
 for clients but fires nothing, as Berth updates itself through its package, not in place.
 """
 import zoneinfo
+from typing import Any
 
 import eventlog
 from core.errors import BadRequest
@@ -27,13 +28,13 @@ def register() -> None:
     schedules.ensure(*BOX_UPDATE_SCHEDULE)
 
 
-def get(name: str):
+def get(name: str) -> Any:
     """The stored value, or the default (a stored null counts as not set)."""
     value = Setting.read(name)
     return DEFAULTS.get(name) if value is None else value
 
 
-def put(actor: eventlog.Actor, name: str, value) -> None:
+def put(actor: eventlog.Actor, name: str, value: object) -> None:
     Setting.put(name, value)
     eventlog.record("cloudron.settings", actor, setting=name, value=value)
 

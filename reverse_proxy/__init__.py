@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from core import config
 from core.errors import ApiError
-from reverse_proxy import apply, certificate_files, main_config, nginx_process, vhost_files
+from reverse_proxy import acme_challenges, apply, certificate_files, main_config, nginx_process, vhost_files
 from reverse_proxy.layout import Layout
 from reverse_proxy.nginx_process import ProxyError, nginx_available  # noqa: F401 - public names
 from reverse_proxy.vhost_files import STATES, CertificateLookup  # noqa: F401 - public names
@@ -52,7 +52,8 @@ class Proxy:
     def render_main(self, sites_dir: str | None = None) -> str:
         """nginx.conf: global settings, the catch-all server, and an include of the vhosts."""
         return main_config.render(self.layout, self.http_port, self.https_port, self.listen,
-                                  certificate_files.default_certificate(self.data_dir), sites_dir)
+                                  certificate_files.default_certificate(self.data_dir), sites_dir,
+                                  acme_challenges.render_map(self.data_dir))
 
     def render_vhost(self, spec: dict, certificate: CertificateLookup) -> str:
         """The vhost file for a spec (see spec() and write_app_vhost)."""
@@ -99,6 +100,33 @@ class Proxy:
             nginx_process.test(self.layout, self.conf)
             nginx_process.reload(self.layout, pid)
             return True
+
+    def refresh_certificates(self, certificate: CertificateLookup) -> int:
+        """Rewrite every vhost with the certificates `certificate` now gives (after one was ordered,
+        renewed or uploaded): checked with `nginx -t`, then reloaded. Returns nginx's pid.
+        Reloaded even when no vhost text changed: a renewed certificate keeps its file names."""
+        pid = self.ensure_running(certificate)
+        self.reload()
+        return pid
+
+    # -- HTTP-01 answers --------------------------------------------------------------------------
+
+    def publish_challenge(self, token: str, key_authorization: str) -> None:
+        """Answer http://<any name>/.well-known/acme-challenge/<token> with the key authorization,
+        once nginx serves it (starting nginx if needed)."""
+        with apply.locked(self.layout):
+            acme_challenges.put(self.data_dir, token, key_authorization)
+            try:
+                self._commit({})
+            except Exception:
+                acme_challenges.remove(self.data_dir, token)
+                raise
+
+    def withdraw_challenge(self, token: str) -> None:
+        with apply.locked(self.layout):
+            acme_challenges.remove(self.data_dir, token)
+            if self.pid() is not None:
+                self._commit({})
 
     # -- vhosts ---------------------------------------------------------------------------------
 
@@ -185,6 +213,18 @@ def remove_app_vhost(app_id: str) -> bool:
 
 def sync_app_vhosts(specs: Iterable[dict], *, certificate: CertificateLookup) -> None:
     return proxy().sync_app_vhosts(specs, certificate=certificate)
+
+
+def publish_challenge(token: str, key_authorization: str) -> None:
+    proxy().publish_challenge(token, key_authorization)
+
+
+def withdraw_challenge(token: str) -> None:
+    proxy().withdraw_challenge(token)
+
+
+def refresh_certificates(certificate: CertificateLookup) -> int:
+    return proxy().refresh_certificates(certificate)
 
 
 def vhosts() -> dict[str, dict]:

@@ -4,7 +4,7 @@ import socket
 
 import psutil
 
-from reverse_proxy import nginx_process, pages
+from reverse_proxy import acme_challenges, nginx_process, pages
 from reverse_proxy.layout import Layout
 
 
@@ -36,8 +36,10 @@ def _temp_paths(layout: Layout) -> list[str]:
 
 
 def render(layout: Layout, http_port: int, https_port: int, address: str,
-           default_certificate: tuple[str, str], sites_dir: str | None = None) -> str:
-    """The text of nginx.conf; `sites_dir` replaces layout.sites for a candidate configuration."""
+           default_certificate: tuple[str, str], sites_dir: str | None = None,
+           acme_map: list[str] = ()) -> str:
+    """The text of nginx.conf; `sites_dir` replaces layout.sites for a candidate configuration;
+    `acme_map` is the map of pending HTTP-01 answers (acme_challenges.render_map)."""
     default_cert, default_key = default_certificate
     ipv6 = ipv6_available()
     all_listens = (listens(address, http_port, "default_server", ipv6)
@@ -58,6 +60,8 @@ def render(layout: Layout, http_port: int, https_port: int, address: str,
         "    sendfile on;",
         "    server_names_hash_bucket_size 128;",
         "    server_names_hash_max_size 4096;",
+        # ACME challenge URIs are long map keys (acme_challenges.render_map)
+        "    map_hash_bucket_size 256;",
         # Upload limits are the app's business; stream request bodies to it instead of
         # spooling them to disk first, and never spool responses to temp files either.
         "    client_max_body_size 0;",
@@ -68,13 +72,17 @@ def render(layout: Layout, http_port: int, https_port: int, address: str,
         "    ssl_session_cache shared:berth_tls:10m;",
         "    ssl_session_timeout 1d;",
         "    map $http_upgrade $connection_upgrade { default upgrade; '' close; }",
+        *("    " + line for line in acme_map),
         "    server {",
         *("        " + listen for listen in all_listens),
         "        server_name _;",
         f"        ssl_certificate {default_cert};",
         f"        ssl_certificate_key {default_key};",
-        "        default_type application/json;",
-        f"        return 404 {pages.nginx_string(pages.NOT_FOUND_BODY)};",
+        *("        " + line for line in acme_challenges.location()),
+        "        location / {",
+        "            default_type application/json;",
+        f"            return 404 {pages.nginx_string(pages.NOT_FOUND_BODY)};",
+        "        }",
         "    }",
         f"    include {sites_dir or layout.sites}/*.conf;",
         "}",

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from core.errors import Conflict
-from reverse_proxy import pages
+from reverse_proxy import acme_challenges, pages
 
 STATES = ("running", "stopped", "installing", "error")
 HEADER = "# berth-vhost"
@@ -116,10 +116,11 @@ def render(vhost: dict, certificate: CertificateLookup, http_listens: list[str],
     fqdn, served, redirects = vhost["fqdn"], [vhost["fqdn"]] + vhost["aliases"], vhost["redirects"]
     to_main = f"return 301 https://{fqdn}{https_suffix}$request_uri;"
     out = [f"{HEADER} {json.dumps(vhost, separators=(',', ':'))}", "# Written by Berth; edits are overwritten."]
-    # Plain HTTP only ever redirects: to the same name over HTTPS, or straight to the main name.
-    out += _server(http_listens, served, [f"return 301 https://$host{https_suffix}$request_uri;"])
+    # Plain HTTP only answers ACME's HTTP-01 challenges and otherwise redirects: to the same name
+    # over HTTPS, or straight to the main name.
+    out += _server(http_listens, served, _http_body(f"return 301 https://$host{https_suffix}$request_uri;"))
     if redirects:
-        out += _server(http_listens, redirects, [to_main])
+        out += _server(http_listens, redirects, _http_body(to_main))
     body = _app_body(vhost["state"], vhost["upstream_port"], fqdn)
     for group, cert in _by_certificate(served, certificate):
         out += _server(https_listens, group, _tls(cert) + body)
@@ -144,6 +145,10 @@ def _tls(cert):
             raise ValueError(f"unusable certificate path {path!r}")
     cert_path, key_path = cert
     return [f"ssl_certificate {cert_path};", f"ssl_certificate_key {key_path};"]
+
+
+def _http_body(redirect):
+    return acme_challenges.location() + ["location / {", f"    {redirect}", "}"]
 
 
 def _server(listens, hosts, body):

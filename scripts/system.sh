@@ -7,7 +7,8 @@ set -euo pipefail
 
 RUN_NEEDS=(dockerd:docker.io nginx:nginx-light)
 TEST_NEEDS=(chromium:chromium chromedriver:chromium-driver curl:curl /bin/busybox:busybox-static
-            /usr/lib/postgresql/*/bin/initdb:postgresql docker-registry:docker-registry)
+            /usr/lib/postgresql/*/bin/initdb:postgresql docker-registry:docker-registry
+            pebble:pebble named:bind9)
 BENCH_NEEDS=(wrk:wrk)
 PIDFILE=/run/berth-dockerd.pid
 

@@ -26,6 +26,10 @@ Design (why it is built this way):
 Bodies are functions `body(task, **args)` named by a stable name of tasks.registry; see tasks.context for what
 `task` offers. Only domain code starts tasks: the API never accepts a body name.
 """
+from collections.abc import Iterable
+
+from log_streams import LineSource
+from models.tasks import Task
 from tasks import logs, registry, store
 
 DEFAULT_TIMEOUT = 24 * 3600     # seconds: a wedged task still ends (as `timeout`) eventually
@@ -35,7 +39,8 @@ TYPES = ("app", "backup", "update", "renewcerts", "prepareDashboardDomain", "cle
 _runner = None  # the Runner of this process, when it serves the API (tasks.lifecycle)
 
 
-def start(type, body, args=None, *, app_id=None, locks=(), timeout=DEFAULT_TIMEOUT):
+def start(type: str, body: str, args: dict | None = None, *, app_id: str | None = None,
+          locks: Iterable[str] = (), timeout: int | None = DEFAULT_TIMEOUT) -> int:
     """Queue a task and return its id. `body` is a stable name of tasks.registry, called in the task process
     as body(task, **args). Tasks for the same `app_id`, or sharing any of `locks`, run one at a
     time in creation order; `backup` tasks always hold the `backup` lock."""
@@ -56,23 +61,23 @@ def start(type, body, args=None, *, app_id=None, locks=(), timeout=DEFAULT_TIMEO
     return task.id
 
 
-def get(task_id):
+def get(task_id: int) -> Task:
     return store.get(task_id)
 
 
-def list_tasks(page=1, per_page=25, type=None):
+def list_tasks(page: int = 1, per_page: int = 25, type: str | None = None) -> list[Task]:
     return store.page(page, per_page, type)
 
 
-def stop(task_id):
+def stop(task_id: int) -> None:
     store.request_stop(task_id)
     if _runner is not None:
         _runner.wake()
 
 
-def read_log(task_id, lines=10, fmt="json"):
+def read_log(task_id: int, lines: int = 10, fmt: str = "json") -> str:
     return logs.read(task_id, lines, fmt)
 
 
-async def follow_log(task_id, lines=10, after=None):
+async def follow_log(task_id: int, lines: int | None = 10, after: int | None = None) -> LineSource:
     return await logs.follow(task_id, lines, after)

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import traceback
+from typing import NoReturn
 
 from core import config
 from models import open_database
@@ -25,7 +26,7 @@ def _on_sigterm(signum, frame):
     raise TaskStopped()
 
 
-def die_with_parent(parent_pid):
+def die_with_parent(parent_pid: int) -> None:
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
@@ -43,7 +44,7 @@ def _jsonable(value):
         return str(value)
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     task_id, parent_pid = int(argv[1]), int(argv[2])
     die_with_parent(parent_pid)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -56,7 +57,7 @@ def main(argv):
         os._exit(1)
 
 
-def run(task_id):
+def run(task_id: int) -> NoReturn:
     cfg = config.load()
     config.use(cfg)
     open_database(cfg.database_url)

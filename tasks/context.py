@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 
+from models.tasks import Task
 from tasks import logs, store
 
 
@@ -18,7 +19,7 @@ class TaskStopped(BaseException):
 
 
 class TaskContext:
-    def __init__(self, task):
+    def __init__(self, task: Task) -> None:
         self.id = task.id
         self.type = task.type
         self.args = dict(task.args or {})
@@ -26,7 +27,7 @@ class TaskContext:
         self._reader = None
         self.reported = False  # has the body reported a progress message?
 
-    def progress(self, percent=None, message=None):
+    def progress(self, percent: float | None = None, message: object = None) -> None:
         """Report progress (percent 0..100 and/or a message for display); also logged."""
         store.progress(self.id, percent, message)
         self.reported = self.reported or message is not None
@@ -34,12 +35,12 @@ class TaskContext:
             [str(message)] if message is not None else [])
         self.log("progress: " + " ".join(parts))
 
-    def log(self, text):
+    def log(self, text: object) -> None:
         self._log.write(text)
 
     # -- process plumbing, used by tasks.child ----------------------------------------------
 
-    def capture_output(self):
+    def capture_output(self) -> None:
         """Send fds 1 and 2 (this process and its children) through a pipe into the log."""
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
@@ -59,7 +60,7 @@ class TaskContext:
         self._reader = threading.Thread(target=pump, name="task-output", daemon=True)
         self._reader.start()
 
-    def close(self):
+    def close(self) -> None:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

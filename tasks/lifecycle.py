@@ -5,6 +5,7 @@ Every worker runs a Runner and a Scheduler; the database makes them cooperate (s
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import tasks
 from tasks import runner, schedules
@@ -13,7 +14,7 @@ log = logging.getLogger("berth.tasks")
 
 
 @contextlib.asynccontextmanager
-async def running_engine():
+async def running_engine() -> AsyncIterator[None]:
     """The Runner and the Scheduler of this process, for as long as the block runs."""
     task_runner = runner.Runner()
     task_runner.start()

@@ -9,15 +9,15 @@ from core import data_paths
 from tasks import store
 
 
-def directory():
+def directory() -> str:
     return data_paths.task_logs()
 
 
-def path(task_id):
+def path(task_id: int) -> str:
     return os.path.join(directory(), f"{int(task_id)}.log")
 
 
-def open_fd(task_id):
+def open_fd(task_id: int) -> int:
     """An O_APPEND descriptor of the task's log: appends from several processes never interleave
     within a line."""
     os.makedirs(directory(), exist_ok=True)
@@ -28,12 +28,12 @@ class Writer:
     """Timestamped lines to a task log. Timestamps strictly increase within one writer, so every
     line's realtimeTimestamp (and stream event id) is distinct."""
 
-    def __init__(self, task_id):
+    def __init__(self, task_id: int) -> None:
         self.fd = open_fd(task_id)
         self._lock = threading.Lock()
         self._last = 0
 
-    def write(self, text):
+    def write(self, text: object) -> None:
         with self._lock:
             out = []
             for message in str(text).splitlines() or [""]:
@@ -42,11 +42,11 @@ class Writer:
                 out.append(log_streams.format_line(now, message))
             os.write(self.fd, "".join(out).encode("utf-8", "replace"))
 
-    def close(self):
+    def close(self) -> None:
         os.close(self.fd)
 
 
-def append(task_id, text):
+def append(task_id: int, text: str) -> None:
     """One-off lines from outside the task process (the runner, crash recovery)."""
     writer = Writer(task_id)
     try:
@@ -55,11 +55,11 @@ def append(task_id, text):
         writer.close()
 
 
-def source_name(task_id):
+def source_name(task_id: int) -> str:
     return str(task_id)  # Cloudron's task log lines carry the task id as `source`
 
 
-def read(task_id, lines=10, fmt="json"):
+def read(task_id: int, lines: int = 10, fmt: str = "json") -> str:
     """The log as text: the last `lines` lines (-1: all), JSON objects or the stored lines."""
     store.get(task_id)
     entries = log_streams.read_tail(path(task_id), source_name(task_id), lines)
@@ -68,7 +68,7 @@ def read(task_id, lines=10, fmt="json"):
     return "".join(line.raw + "\n" for line in entries)
 
 
-async def follow(task_id, lines=10, after=None):
+async def follow(task_id: int, lines: int | None = 10, after: int | None = None) -> log_streams.LineSource:
     """A logstream source for the task's log: history, then live lines until the task ends."""
     await log_streams.run_blocking(store.get, task_id)  # 404 for unknown ids
 

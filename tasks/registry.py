@@ -8,6 +8,8 @@ Names starting with `test.` resolve to the module named by BERTH_TEST_TASK_BODIE
 suite's bodies) and to nothing when it is unset, as in production.
 """
 import importlib
+from collections.abc import Callable
+from typing import Any
 
 from core import config
 
@@ -26,6 +28,10 @@ BODIES = {
     "backup.restore_app": "backups.task_bodies:restore_app",
     "backup.clone_app": "backups.task_bodies:clone_app",
     "backup.restore_cloudron": "backups.task_bodies:restore_cloudron",
+    "dns.sync": "domains.dns_records:sync_all",
+    "certs.renew": "domains.task_bodies:renew",
+    "certs.refresh": "domains.task_bodies:refresh",
+    "dashboard.prepare": "domains.task_bodies:prepare_dashboard",
 }
 
 # stable name -> "package.module:function", called as action(fire_time=..., **args)
@@ -36,6 +42,8 @@ ACTIONS = {
     "backup.scheduled": "backups.scheduled:scheduled_backup",
     "backup.scheduled_cleanup": "backups.scheduled:scheduled_cleanup",
     "backup.sweep": "backups.scheduled:sweep",
+    "certs.renewal_check": "domains.task_bodies:renewal_check",
+    "dns.dynamic_check": "domains.dynamic_dns:check",
 }
 
 def _target(table, name):
@@ -55,11 +63,11 @@ def _resolve(table, kind, name):
     return fn
 
 
-def body(name):
+def body(name: str) -> Callable[..., Any]:
     """The function behind task body `name`."""
     return _resolve(BODIES, "task body", name)
 
 
-def action(name):
+def action(name: str) -> Callable[..., Any]:
     """The function behind schedule action `name`."""
     return _resolve(ACTIONS, "schedule action", name)

@@ -41,7 +41,7 @@ class Child:
 
 
 class Runner:
-    def __init__(self, limit=MAX_PARALLEL):
+    def __init__(self, limit: int = MAX_PARALLEL) -> None:
         self.id = uuid.uuid4().hex
         self.limit = limit
         self.children = {}
@@ -53,16 +53,16 @@ class Runner:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self):
+    def start(self) -> None:
         store.register_runner(self.id)
         self._recover()  # before claiming anything: tasks of a dead server end as crashed
         self._thread = threading.Thread(target=self._loop, name="task-runner", daemon=True)
         self._thread.start()
 
-    def wake(self):
+    def wake(self) -> None:
         self._wake.set()
 
-    def stop(self, timeout=STOP_GRACE_SECS + 3):
+    def stop(self, timeout: float = STOP_GRACE_SECS + 3) -> None:
         """Stop the running tasks (they end as crashed: the server is going away) and the thread."""
         self._stopping.set()
         self._wake.set()
@@ -82,7 +82,7 @@ class Runner:
         except Exception:
             log.exception("task runner shutdown failed")
 
-    def tick(self):
+    def tick(self) -> None:
         now = time.monotonic()
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + HEARTBEAT_SECS

@@ -74,7 +74,7 @@ def _weekdays(field):
     return ",".join(_DAYS[d] for d in sorted(days))
 
 
-def trigger(pattern, timezone=None):
+def trigger(pattern: str | None, timezone: datetime.tzinfo | None = None) -> CronTrigger | None:
     """CronTrigger for a 6-field pattern (5 fields: seconds = 0), None for 'never'.
     Raises BadRequest naming the `pattern` field."""
     text = (pattern or "").strip()
@@ -95,12 +95,12 @@ def trigger(pattern, timezone=None):
         raise BadRequest(f"invalid cron pattern {text!r}: {e}", field="pattern") from None
 
 
-def validate(pattern):
+def validate(pattern: str) -> str:
     trigger(pattern)
     return pattern.strip()
 
 
-def timezone():
+def timezone() -> datetime.tzinfo:
     """The Cloudron's time zone (setting `time_zone`), UTC when unset or unknown."""
     try:
         row = Setting.get_or_none(Setting.name == "time_zone")
@@ -119,7 +119,7 @@ def _check_action(action):
         raise ValueError(f"schedule action {action!r}: {e}") from None
 
 
-def save(name, pattern, action, args=None):
+def save(name: str, pattern: str, action: str, args: dict | None = None) -> None:
     """Create or change schedule `name`. 'never' keeps it stored but firing nothing."""
     pattern = validate(pattern)
     _check_action(action)
@@ -131,7 +131,7 @@ def save(name, pattern, action, args=None):
     changed()
 
 
-def ensure(name, pattern, action, args=None):
+def ensure(name: str, pattern: str, action: str, args: dict | None = None) -> None:
     """Create schedule `name` with this default unless it exists (a changed pattern is kept)."""
     validate(pattern)
     _check_action(action)
@@ -143,16 +143,16 @@ def ensure(name, pattern, action, args=None):
     changed()
 
 
-def get(name):
+def get(name: str) -> Schedule | None:
     return Schedule.get_or_none(Schedule.name == name)
 
 
-def remove(name):
+def remove(name: str) -> None:
     Schedule.delete().where(Schedule.name == name).execute()
     changed()
 
 
-def claim(name, fire_ms, runner_id):
+def claim(name: str, fire_ms: int, runner_id: str) -> bool:
     """True for the one process that gets to run this firing."""
     try:
         with database.atomic():
@@ -169,7 +169,7 @@ class ClaimingExecutor(ThreadPoolExecutor):
     """Runs a job only for the planned fire times this process claims (see module docstring).
     APScheduler's documented extension point for executors is `_do_submit_job`."""
 
-    def __init__(self, runner_id, max_workers=4):
+    def __init__(self, runner_id: str, max_workers: int = 4) -> None:
         super().__init__(max_workers)
         self.runner_id = runner_id
 
@@ -213,13 +213,13 @@ def _fire(name, fire_time=None):
 _scheduler = None
 
 
-def changed():
+def changed() -> None:
     if _scheduler is not None:
         _scheduler.sync_soon()
 
 
 class Scheduler:
-    def __init__(self, runner_id):
+    def __init__(self, runner_id: str) -> None:
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(2), "claimed": ClaimingExecutor(runner_id)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_SECS},
@@ -227,7 +227,7 @@ class Scheduler:
         self._loaded = {}  # schedule name -> (pattern, timezone name) of its job
         self._lock = threading.Lock()
 
-    def start(self):
+    def start(self) -> None:
         global _scheduler
         self.scheduler.start()
         try:
@@ -238,18 +238,18 @@ class Scheduler:
         self.scheduler.add_job(prune, "interval", hours=1, id="_prune")
         _scheduler = self
 
-    def shutdown(self):
+    def shutdown(self) -> None:
         global _scheduler
         if _scheduler is self:
             _scheduler = None
         self.scheduler.shutdown(wait=False)
 
-    def sync_soon(self):
+    def sync_soon(self) -> None:
         job = self.scheduler.get_job("_sync")
         if job is not None:
             job.modify(next_run_time=datetime.datetime.now(datetime.timezone.utc))
 
-    def sync(self):
+    def sync(self) -> None:
         """Make this process's jobs match the schedules table."""
         with self._lock:
             tz = timezone()
@@ -278,6 +278,6 @@ def _job_id(name):
     return "schedule:" + name  # apart from the scheduler's own jobs (_sync, _prune)
 
 
-def prune():
+def prune() -> None:
     ScheduleRun.delete().where(ScheduleRun.claimed < utcnow() - KEEP_RUNS).execute()
 

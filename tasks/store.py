@@ -4,6 +4,7 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterable, Iterator
 
 from core import processes
 from core.errors import Conflict, NotFound
@@ -21,7 +22,7 @@ CRASHED = "crashed"
 
 
 @contextlib.contextmanager
-def exclusive():
+def exclusive() -> Iterator[None]:
     """A write transaction no other claimer (in any process) runs alongside."""
     db = database.obj
     if is_postgres():
@@ -33,26 +34,26 @@ def exclusive():
             yield
 
 
-def create(type, body, args, locks, timeout):
+def create(type: str, body: str, args: dict | None, locks: Iterable[str], timeout: int | None) -> Task:
     return Task.create(type=type, body=body, args=args or {}, locks=",".join(sorted(set(locks))),
                        timeout=timeout, message="Queued")
 
 
-def get(task_id):
+def get(task_id: int) -> Task:
     task = Task.get_or_none(Task.id == task_id)
     if task is None:
         raise NotFound(f"No such task: {task_id}")
     return task
 
 
-def page(page, per_page, type=None):
+def page(page: int, per_page: int, type: str | None = None) -> list[Task]:
     query = Task.select().order_by(Task.id.desc())
     if type:
         query = query.where(Task.type == type)
     return list(query.paginate(page, per_page))
 
 
-def is_finished(task_id):
+def is_finished(task_id: int) -> bool:
     row = Task.select(Task.pending, Task.active).where(Task.id == task_id).first()
     return row is None or not (row.pending or row.active)
 
@@ -61,7 +62,7 @@ def _keys(task):
     return {k for k in (task.locks or "").split(",") if k}
 
 
-def claim(runner_id, limit):
+def claim(runner_id: str, limit: int) -> list[Task]:
     """Move pending tasks that may start now to active, owned by `runner_id`. Oldest first; a
     task whose lock keys are busy waits, and so does every later task sharing a key with it."""
     pending = Task.select(Task.id).where(Task.pending == True)  # noqa: E712
@@ -91,11 +92,11 @@ def claim(runner_id, limit):
     return [Task.get_by_id(t.id) for t in claimed]
 
 
-def set_pid(task_id, pid):
+def set_pid(task_id: int, pid: int) -> None:
     Task.update(pid=pid, ts=utcnow()).where(Task.id == task_id).execute()
 
 
-def progress(task_id, percent=None, message=None):
+def progress(task_id: int, percent: float | None = None, message: object = None) -> None:
     fields = {Task.ts: utcnow()}
     if percent is not None:
         fields[Task.percent] = max(0, min(100, int(percent)))
@@ -104,7 +105,7 @@ def progress(task_id, percent=None, message=None):
     Task.update(fields).where(Task.id == task_id, Task.active == True).execute()  # noqa: E712
 
 
-def finish(task_id, result=None, error=None, message=None):
+def finish(task_id: int, result: object = None, error: dict | None = None, message: str | None = None) -> bool:
     """Record the outcome of an active task. False when it had already ended (the first outcome
     recorded wins: a task never ends twice)."""
     fields = {Task.active: False, Task.pending: False, Task.percent: 100, Task.result: result,
@@ -114,7 +115,7 @@ def finish(task_id, result=None, error=None, message=None):
     return Task.update(fields).where(Task.id == task_id, Task.active == True).execute() > 0  # noqa: E712
 
 
-def abnormal_error(reason, task=None, detail=None):
+def abnormal_error(reason: str, task: Task | None = None, detail: str | None = None) -> dict:
     if reason == STOPPED:
         return {"message": "Task was stopped", "code": STOPPED}
     if reason == TIMEOUT:
@@ -123,7 +124,7 @@ def abnormal_error(reason, task=None, detail=None):
     return {"message": detail or "Task process crashed", "code": CRASHED}
 
 
-def request_stop(task_id):
+def request_stop(task_id: int) -> Task:
     """Ask for a task to stop: a pending one ends now, an active one is signalled by the runner
     that owns it (whichever process that is). 409 when it has already finished."""
     task = get(task_id)
@@ -141,11 +142,11 @@ def request_stop(task_id):
     return task
 
 
-def set_stop_reason(task_id, reason):
+def set_stop_reason(task_id: int, reason: str) -> None:
     Task.update(stop_reason=reason).where(Task.id == task_id, Task.stop_reason.is_null()).execute()
 
 
-def stop_requests(task_ids):
+def stop_requests(task_ids: Iterable[int]) -> dict[int, str]:
     """{task id: reason} for those of `task_ids` asked to stop."""
     if not task_ids:
         return {}
@@ -162,22 +163,22 @@ def _alive_here(pid, start):
     return processes.alive(pid) and (not start or processes.start_time(pid) in ("", start))
 
 
-def register_runner(runner_id):
+def register_runner(runner_id: str) -> None:
     pid = os.getpid()
     TaskRunner.insert(id=runner_id, host=HOST, pid=pid, pid_start=processes.start_time(pid),
                       heartbeat=time.time()).on_conflict_ignore().execute()
 
 
-def heartbeat(runner_id):
+def heartbeat(runner_id: str) -> None:
     if not TaskRunner.update(heartbeat=time.time()).where(TaskRunner.id == runner_id).execute():
         register_runner(runner_id)  # someone took us for dead and removed the row: come back
 
 
-def unregister_runner(runner_id):
+def unregister_runner(runner_id: str) -> None:
     TaskRunner.delete().where(TaskRunner.id == runner_id).execute()
 
 
-def recover(own_runner_id):
+def recover(own_runner_id: str) -> list[tuple[Task, dict]]:
     """End, as crashed (or stopped/timeout when that was asked), the active tasks of runners
     that are gone: lease lapsed, or their process no longer exists on this host. Returns the
     (task, error) pairs ended."""

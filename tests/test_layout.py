@@ -146,3 +146,22 @@ def test_the_list_of_built_operations_is_complete():
     built = [op for op in _operations()
              if op.rpartition(".")[2] in vars(importlib.import_module(op.rpartition(".")[0]))]
     assert sorted(set(built) - set(_implemented())) == [], "add these to tests/api/implemented_operations.txt"
+
+
+AREA_PACKAGES = ("accounts", "apps", "backups", "backup_storage", "certificates", "containers", "dns_providers",
+                 "domains", "eventlog", "log_streams", "platform_settings", "reverse_proxy", "core", "tasks")
+
+
+def test_public_functions_of_the_area_packages_have_type_hints():
+    missing = []
+    for path in _app_files():
+        if not _rel(path).startswith(AREA_PACKAGES):
+            continue
+        for node in ast.parse(open(path).read()).body:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name.startswith("_"):
+                continue
+            args = [a for a in node.args.args + node.args.kwonlyargs if a.arg not in ("self", "cls")]
+            args += [a for a in (node.args.vararg, node.args.kwarg) if a is not None]
+            if node.returns is None or any(a.annotation is None for a in args):
+                missing.append(f"{_rel(path)}:{node.lineno} {node.name}")
+    assert missing == []

@@ -16,14 +16,15 @@ from connexion.resolver import Resolver
 from connexion.validators import VALIDATOR_MAP
 
 import backups
+import domains
 import platform_settings
 from apps import health as app_health
 from core import config
 from core.errors import ApiError, body, reason
 from models import migrations, open_database
-from web import access_log, event_stream, request_limits, security, unbuilt
+from web import access_log, event_stream, request_guard, request_limits, security, unbuilt
 from web.lifespan import lifespan
-from web.request_validation import LiberalJSONBodyValidator, NamedParameterValidator
+from web.request_validation import CheckedMultiPartValidator, LiberalJSONBodyValidator, NamedParameterValidator
 from web.spec import ROOT, load_spec, operations
 from web.startup import make_data_dir_private
 
@@ -71,9 +72,14 @@ def create_app(cfg=None):
     app_health.register()  # recurring health check and reconciliation of apps
     platform_settings.register()  # update schedules
     backups.register()     # automatic backups (from the backup config) and the six-hourly cleanup
+    domains.acme_orders.register()  # hourly certificate renewal check (ACME)
 
     spec = load_spec()
     unbuilt.register_routes(spec)
+    # The published spec declares the answers every operation may give besides its own:
+    # 400 for a bad parameter, 413/415 for a body, 501 while its handler is not built.
+    request_guard.declare_refusals(spec)
+    unbuilt.declare_501(spec, Resolver().resolve_function_from_operation_id)
     roles = {}
     for op_id, method, _path, op in operations(spec):
         declared = op.get("x-roles") or []
@@ -81,11 +87,16 @@ def create_app(cfg=None):
     security.configure(roles, cfg.rate_limit)
 
     validators = dict(VALIDATOR_MAP, parameter=NamedParameterValidator)
-    validators["body"] = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": LiberalJSONBodyValidator})
+    validators["body"] = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": LiberalJSONBodyValidator,
+                                        "multipart/form-data": CheckedMultiPartValidator})
     # The task runner and scheduler live as long as each serving worker (ASGI lifespan).
     # Compact JSON: Connexion's default pretty-printing costs time and a third more bytes.
     app = connexion.FlaskApp(__name__, specification_dir=ROOT, lifespan=lifespan,
                              jsonifier=Jsonifier(json, separators=(",", ":")))
+    # Right after routing: a request no operation matched answers 404 here (Flask's looser
+    # routing would hand it to a handler without Connexion's context); parameters that are not
+    # UTF-8 or carry NUL answer 400 (web.request_guard).
+    app.add_middleware(request_guard.RequestGuardMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
     # Body size limits apply right after routing (they depend on the operation), before the
     # token check and before validation reads and parses the body.
     app.add_middleware(request_limits.BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_SECURITY,
@@ -106,6 +117,7 @@ def create_app(cfg=None):
         app.add_error_handler(status, _http_handler)
     app.add_error_handler(Exception, _crash_handler)
     app.app.register_error_handler(ApiError, _flask_api_error)
+    app.app.before_request(request_guard.form_fields_read)
     app.app.json.sort_keys = False
     app.app.json.compact = True
     app.config = cfg

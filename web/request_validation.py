@@ -8,12 +8,16 @@ quote at most QUOTE_CHARS of the offending value: the answer to a huge value sta
 import json
 
 from connexion.exceptions import BadRequestProblem
-from connexion.validators import JSONRequestBodyValidator, ParameterValidator
+from connexion.validators import JSONRequestBodyValidator, MultiPartFormDataValidator, ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
 from starlette.datastructures import Headers
+from starlette.formparsers import MultiPartException
 
 QUOTE_CHARS = 64       # most characters of an offending value quoted back
 MESSAGE_CHARS = 512    # most characters of a whole message (names and keys can be long too)
+# What SQLite (and PostgreSQL's bigint) can store: a larger integer anywhere in a request is
+# refused with 400 here rather than failing with OverflowError in the database driver.
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 
 
 def short_message(error):
@@ -39,11 +43,31 @@ def field_message(error):
     return f"{path}: {message}" if path else message
 
 
+def out_of_range(value):
+    """The path (a tuple) of the first integer in `value` beyond 64 bits, or None. Iterative:
+    a body nested as deep as the JSON parser allows must not exhaust the stack here."""
+    pending = [((), value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not INT64_MIN <= item <= INT64_MAX:
+                return path
+        elif isinstance(item, dict):
+            pending.extend((path + (k,), v) for k, v in item.items())
+        elif isinstance(item, list):
+            pending.extend((path + (i,), v) for i, v in enumerate(item))
+    return None
+
+
 class LiberalJSONBodyValidator(JSONRequestBodyValidator):
     MUTABLE_VALIDATION = True  # pass the cleaned body (not the raw bytes) on to the handler
 
     async def wrap_receive(self, receive, *, scope):
         headers = Headers(scope=scope)
+        if "content-type" not in headers:
+            # Connexion validates a body without Content-Type as the operation's first `consumes`
+            # (JSON) but then hands the handler raw bytes: say it is JSON for both.
+            scope = dict(scope, headers=list(scope["headers"]) + [(b"content-type", b"application/json")])
         if "content-length" not in headers and "chunked" in headers.get("transfer-encoding", "").lower():
             # Connexion takes a body without Content-Length for no body at all: read the chunked
             # body (web.request_limits bounds it) and pass it on as a body of known length.
@@ -62,13 +86,16 @@ class LiberalJSONBodyValidator(JSONRequestBodyValidator):
         return await super().wrap_receive(receive, scope=scope)
 
     async def _parse(self, stream, scope):
-        raw = b"".join([chunk async for chunk in stream]).decode(self._encoding)
+        try:
+            raw = b"".join([chunk async for chunk in stream]).decode(self._encoding)
+        except (UnicodeDecodeError, LookupError):
+            raise BadRequestProblem(detail=f"Failed to parse body: it is not valid {self._encoding}") from None
         if not raw.strip():
             return {}
         try:
             body = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise BadRequestProblem(detail=f"Failed to parse body: {e}") from None
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, too many digits, too deep
+            raise BadRequestProblem(detail=f"Failed to parse body: {str(e)[:MESSAGE_CHARS]}") from None
         if isinstance(body, dict):
             props = (self._schema or {}).get("properties") or {}
             body = {k: v for k, v in body.items()
@@ -76,11 +103,29 @@ class LiberalJSONBodyValidator(JSONRequestBodyValidator):
         return body
 
     def _validate(self, body):
+        where = out_of_range(body)
+        if where is not None:
+            field = ".".join(str(p) for p in where)[:QUOTE_CHARS]
+            raise BadRequestProblem(detail=f"{field or 'body'}: is beyond the 64-bit integer range")
         try:
             self._validator.validate(body)
         except ValidationError as error:
             raise BadRequestProblem(detail=field_message(error)) from None
         return body
+
+
+class CheckedMultiPartValidator(MultiPartFormDataValidator):
+    """An upload without a multipart Content-Type (or without its boundary), or one the parser
+    cannot read, answers 400 instead of crashing in the parser (KeyError) or the handler."""
+
+    async def _parse(self, stream, scope):
+        content_type = Headers(scope=scope).get("content-type", "")
+        if not content_type.lower().startswith("multipart/form-data") or "boundary=" not in content_type:
+            raise BadRequestProblem(detail="Content-Type: must be multipart/form-data with a boundary")
+        try:
+            return await super()._parse(stream, scope)
+        except MultiPartException as e:
+            raise BadRequestProblem(detail=f"Failed to parse body: {e.message}") from None
 
 
 class NamedParameterValidator(ParameterValidator):
@@ -92,6 +137,8 @@ class NamedParameterValidator(ParameterValidator):
             if param.get("required"):
                 return f"{param['name']}: {parameter_type} parameter is required"
             return None
+        if out_of_range(value) is not None:
+            return f"{param['name']}: is beyond the 64-bit integer range"
         schema = param.get("schema", param)
         error = next(iter(Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
                           .iter_errors(value)), None)

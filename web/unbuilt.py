@@ -6,6 +6,8 @@ contract is served from day one and progress is measurable (`berth api-coverage`
 implemented operations is checked in (tests/api/implemented_operations.txt), so a misspelt
 handler cannot hide as "not implemented".
 """
+import copy
+
 from core.errors import NotImplementedYet
 
 # operationId -> "METHOD /path" of every operation in the spec.
@@ -38,3 +40,22 @@ def not_implemented(module_name):
         answer_501.not_implemented = True
         return answer_501
     return __getattr__
+
+
+NOT_IMPLEMENTED = {"description": "Not implemented yet: Berth does not serve this operation yet",
+                   "schema": {"$ref": "#/definitions/Error"}}
+
+
+def declare_501(spec, resolve) -> list[str]:
+    """Declare the 501 answer in `spec` (the one the server publishes) on every operation whose
+    handler is the stub: the published contract then says truthfully what such an operation
+    answers, and stops saying it as soon as a handler is built. `resolve(operation_id)` is the
+    function that will serve the operation. Returns the operationIds it declared 501 on."""
+    unbuilt = []
+    for item in spec["paths"].values():
+        for op in item.values():
+            if isinstance(op, dict) and "operationId" in op:
+                if getattr(resolve(op["operationId"]), "not_implemented", False):
+                    op.setdefault("responses", {}).setdefault(501, copy.deepcopy(NOT_IMPLEMENTED))
+                    unbuilt.append(op["operationId"])
+    return unbuilt

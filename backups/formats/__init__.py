@@ -27,14 +27,15 @@ import concurrent.futures
 import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 
-from backup_storage import StorageError
+from backup_storage import Storage, StorageError
 from backups.formats.checksums import CHECKSUMS, BackupRefused, ChecksumList, read_checksums
 from backups.formats.encryption import CHUNK, HEADER, MAGIC, TAG, Keyring, WrongKey
 from backups.formats.rsync import pack_rsync
 from backups.formats.rsync_index import INDEX
 from backups.formats.rsync_restore import unpack_rsync
-from backups.formats.streams import BLOCK, blocks, bounded, read_exact
+from backups.formats.streams import BLOCK, Log, blocks, bounded, read_exact
 from backups.formats.tgz import archive_path, pack_tgz, unpack_tgz
 
 __all__ = ["BLOCK", "CHECKSUMS", "CHUNK", "HEADER", "INDEX", "MAGIC", "TAG", "BackupRefused", "Keyring",
@@ -42,8 +43,8 @@ __all__ = ["BLOCK", "CHECKSUMS", "CHUNK", "HEADER", "INDEX", "MAGIC", "TAG", "Ba
            "verify"]
 
 
-def pack(fmt: str, src_dir: str, storage, remote: str, key: str | None = None, previous: str | None = None,
-         log=print, concurrency: int = 4) -> dict:
+def pack(fmt: str, src_dir: str, storage: Storage, remote: str, key: str | None = None, previous: str | None = None,
+         log: Log = print, concurrency: int = 4) -> dict:
     """Back up `src_dir` to `remote` on `storage` (see module docstring). Returns
     {format, remote, size (bytes stored), uploadedBytes, files (entries that are not folders),
     checksums (path of the list), encrypted, uploadedFiles, copiedFiles, ...}.
@@ -68,7 +69,7 @@ def pack(fmt: str, src_dir: str, storage, remote: str, key: str | None = None, p
         raise
 
 
-def unpack(fmt: str, storage, remote: str, dest_dir: str, key: str | None = None, log=print,
+def unpack(fmt: str, storage: Storage, remote: str, dest_dir: str, key: str | None = None, log: Log = print,
            concurrency: int = 4, *, expect_encrypted: bool | None = None, privileged: bool = False) -> dict:
     """Restore backup `remote` into `dest_dir` (absent or empty): exact bytes, modes, owners (as
     root), mtimes, symlinks. Checksums are verified while reading.
@@ -92,7 +93,7 @@ def unpack(fmt: str, storage, remote: str, dest_dir: str, key: str | None = None
     raise ValueError(f"unknown backup format {fmt!r}")
 
 
-def verify(fmt: str, storage, remote: str, key: str | None = None, full: bool = True, concurrency: int = 4,
+def verify(fmt: str, storage: Storage, remote: str, key: str | None = None, full: bool = True, concurrency: int = 4,
            *, expect_encrypted: bool | None = None) -> dict:
     """Re-read every stored object of the backup and check size and sha256 against its checksum
     list (full=False: presence and size only). With a key, also checks the key opens it and the
@@ -137,7 +138,7 @@ def verify(fmt: str, storage, remote: str, key: str | None = None, full: bool = 
     return {"objects": count, "size": total}
 
 
-def remove(fmt: str, storage, remote: str):
+def remove(fmt: str, storage: Storage, remote: str) -> None:
     """Delete every object of the backup; the checksum list goes first, so a half-deleted backup
     is never taken for a complete one."""
     remote = remote.strip("/")
@@ -149,7 +150,7 @@ def remove(fmt: str, storage, remote: str):
         storage.remove_prefix(remote)
 
 
-def download_stream(fmt: str, storage, remote: str, block: int = BLOCK):
+def download_stream(fmt: str, storage: Storage, remote: str, block: int = BLOCK) -> Iterator[bytes]:
     """The stored tgz archive as is (encrypted if the backup is), as an iterator of bytes."""
     remote = remote.strip("/")
     if fmt != "tgz":

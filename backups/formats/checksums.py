@@ -19,8 +19,9 @@ import hmac
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 
-from backup_storage import StorageError
+from backup_storage import Storage, StorageError
 from backups.formats.encryption import Keyring, WrongKey
 from backups.formats.streams import blocks, lines, local_copy
 
@@ -37,18 +38,18 @@ class BackupRefused(StorageError):
 class ChecksumWriter:
     """Collects object checksums in a local temp file; commit() stores the list, last."""
 
-    def __init__(self, fmt: str, keyring: Keyring | None):
+    def __init__(self, fmt: str, keyring: Keyring | None) -> None:
         self.fmt, self.keyring = fmt, keyring
         self.encrypted = keyring is not None
         self.tmp = tempfile.TemporaryFile()
         self.count = self.size = 0
 
-    def add(self, suffix: str, size: int, sha256: str):
+    def add(self, suffix: str, size: int, sha256: str) -> None:
         self.tmp.write(json.dumps([suffix, size, sha256]).encode() + b"\n")
         self.count += 1
         self.size += size
 
-    def commit(self, storage, remote: str, files: int, index=None) -> str:
+    def commit(self, storage: Storage, remote: str, files: int, index: list | None = None) -> str:
         storage.sync()   # every object is durable before the list that vouches for them exists
         header = {"version": LIST_VERSION, "format": self.fmt, "encrypted": self.encrypted,
                   "objects": self.count, "size": self.size, "files": files, "created": int(time.time())}
@@ -69,7 +70,7 @@ class ChecksumWriter:
             out.write(json.dumps(end).encode() + b"\n")
         return path
 
-    def close(self):
+    def close(self) -> None:
         self.tmp.close()
 
 
@@ -87,7 +88,7 @@ def _parse_header(line, path):
     return header
 
 
-def read_checksums(storage, remote: str) -> dict | None:
+def read_checksums(storage: Storage, remote: str) -> dict | None:
     """The summary (first line) of a complete backup's checksum list: {format, encrypted, objects,
     size, files, created, ...}; None if the backup is absent or incomplete (no list). Not
     authenticated: for listing and planning only; restores use ChecksumList."""
@@ -104,7 +105,7 @@ class ChecksumList:
     """A backup's checksum list, copied to a local temp file and checked before use: format,
     whether it is encrypted (against what Berth expects), and its MAC (with the key)."""
 
-    def __init__(self, storage, remote: str, fmt: str):
+    def __init__(self, storage: Storage, remote: str, fmt: str) -> None:
         self.remote, self.path = remote, remote + CHECKSUMS
         if not storage.exists(self.path):
             raise StorageError(f"backup {remote} is incomplete or missing: it has no checksum list")
@@ -130,7 +131,7 @@ class ChecksumList:
     def encrypted(self) -> bool:
         return bool(self.header.get("encrypted"))
 
-    def check_expected(self, expect_encrypted: bool | None):
+    def check_expected(self, expect_encrypted: bool | None) -> None:
         """BackupRefused when the list says the backup is (not) encrypted and Berth recorded
         otherwise: a swapped backup is refused before any of it is read."""
         if expect_encrypted is None or self.encrypted == bool(expect_encrypted):
@@ -139,7 +140,7 @@ class ChecksumList:
         raise BackupRefused(f"backup {self.remote} is {said}encrypted in the storage, but it was "
                             f"{expected}encrypted when it was made: refusing it (it was replaced?)")
 
-    def open(self, key, expect_encrypted: bool | None = None) -> Keyring | None:
+    def open(self, key: str | None, expect_encrypted: bool | None = None) -> Keyring | None:
         """The keyring that opens this backup (None if it is not encrypted), once the list is
         checked: expected encryption, key present and right (WrongKey), MAC (BackupRefused)."""
         self.check_expected(expect_encrypted)
@@ -151,7 +152,7 @@ class ChecksumList:
         self.authenticate(keyring)
         return keyring
 
-    def authenticate(self, keyring: Keyring):
+    def authenticate(self, keyring: Keyring) -> None:
         kdf = self.header.get("kdf")
         if self.header.get("version", 0) < 3 or not isinstance(kdf, dict):
             raise BackupRefused(f"{self.path}: the checksum list of this encrypted backup is not "
@@ -171,7 +172,7 @@ class ChecksumList:
         raise BackupRefused(f"{self.path}: the checksum list failed authentication "
                             "(it was modified, or it is truncated): refusing the backup")
 
-    def entries(self):
+    def entries(self) -> Iterator[tuple[str, int, str]]:
         """Yields (suffix, size, sha256) of every object in the list; checks the list is whole."""
         self.file.seek(0)
         rest = lines(self.file)

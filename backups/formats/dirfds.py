@@ -15,6 +15,7 @@ import shutil
 import stat
 
 from backups.formats.checksums import BackupRefused
+from backups.formats.streams import Log
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 SETID = stat.S_ISUID | stat.S_ISGID
@@ -49,7 +50,7 @@ class Walker:
     The folders of the last path asked for stay open (a stack), so entries in tree order cost
     one open per new folder, not one per component."""
 
-    def __init__(self, root_fd: int):
+    def __init__(self, root_fd: int) -> None:
         self.root = root_fd
         self.stack = []   # [(name, fd)], the components of the last folder asked for
 
@@ -79,7 +80,7 @@ class Walker:
         folder, _, name = rel.rpartition("/")
         return self.folder(folder), name
 
-    def close(self):
+    def close(self) -> None:
         for _, fd in self.stack:
             os.close(fd)
         self.stack = []
@@ -92,7 +93,7 @@ def prepare_dest(dest_dir: str) -> bool:
     return created
 
 
-def clear_dest(dest_dir: str, created: bool):
+def clear_dest(dest_dir: str, created: bool) -> None:
     """Undo a failed restore: remove what it wrote (the target too if the restore created it).
     shutil.rmtree walks on descriptors and does not follow symlinks."""
     if created:
@@ -108,7 +109,7 @@ def clear_dest(dest_dir: str, created: bool):
                     os.unlink(p)
 
 
-def sweep(dest_dir: str, log) -> dict:
+def sweep(dest_dir: str, log: Log) -> dict:
     """After an extraction by another program (tar): remove device nodes and sockets, clear
     setuid/setgid on files. Walks on descriptors, never following a symlink. Returns counts."""
     counts = {"devices": 0, "setid": 0, "examples": []}

@@ -14,12 +14,14 @@ import hmac
 import os
 import struct
 import threading
+from collections.abc import Iterator
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from backup_storage import StorageError
+from backup_storage.base import Writable
 
 CHUNK = 1 << 20               # plaintext bytes per AES-GCM chunk
 MAGIC = b"BERTHENC"
@@ -43,13 +45,13 @@ class Keyring:
     """Keys derived from one password; scrypt runs once per salt (objects copied from earlier
     backups carry their own backup's salt)."""
 
-    def __init__(self, password: str | bytes):
+    def __init__(self, password: str | bytes) -> None:
         self.password = password.encode() if isinstance(password, str) else password
         self._keys = {}
         self._lock = threading.Lock()
         self.salt = os.urandom(16)
 
-    def keys(self, salt: bytes, log_n=SCRYPT_LOG_N, r=SCRYPT_R, p=SCRYPT_P) -> tuple[bytes, bytes]:
+    def keys(self, salt: bytes, log_n: int = SCRYPT_LOG_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> tuple[bytes, bytes]:
         """(encryption key, MAC key) for `salt`."""
         with self._lock:
             k = self._keys.get((salt, log_n, r, p))
@@ -59,7 +61,7 @@ class Keyring:
                 self._keys[(salt, log_n, r, p)] = k
             return k
 
-    def check_value(self, salt: bytes, log_n=SCRYPT_LOG_N, r=SCRYPT_R, p=SCRYPT_P) -> bytes:
+    def check_value(self, salt: bytes, log_n: int = SCRYPT_LOG_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> bytes:
         return hmac.new(self.keys(salt, log_n, r, p)[1], b"berth-backup key check", "sha256").digest()[:16]
 
     def name_key(self) -> bytes:
@@ -114,7 +116,7 @@ def _nonce(counter, final):
 class Encrypter:
     """Writes header + sealed CHUNK-sized chunks to `out`; close() seals the (possibly empty) last."""
 
-    def __init__(self, out, keyring: Keyring):
+    def __init__(self, out: Writable, keyring: Keyring) -> None:
         self.out = out
         self.header = keyring.header()
         seed = self.header[-16:]
@@ -123,7 +125,7 @@ class Encrypter:
         self.counter = 0
         out.write(self.header)
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         self.buf += data
         # Keep at least one byte back so the last chunk, sealed with the final flag, is never empty
         # unless the whole plaintext is.
@@ -135,7 +137,7 @@ class Encrypter:
         self.out.write(self.aead.encrypt(_nonce(self.counter, final), data, self.header))
         self.counter += 1
 
-    def close(self):
+    def close(self) -> None:
         self._seal(bytes(self.buf), True)
         self.buf = bytearray()
 
@@ -143,7 +145,7 @@ class Encrypter:
 class Decrypter:
     """Feed ciphertext in any pieces; yields plaintext. finish() checks the stream was complete."""
 
-    def __init__(self, keyring: Keyring, what: str):
+    def __init__(self, keyring: Keyring, what: str) -> None:
         self.keyring, self.what = keyring, what
         self.aead = None
         self.header = None
@@ -151,11 +153,11 @@ class Decrypter:
         self.counter = 0
         self.finished = False
 
-    def start(self, header):
+    def start(self, header: bytes | bytearray) -> None:
         self.aead = self.keyring.open_header(header, self.what)
         self.header = bytes(header[:HEADER.size])
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> Iterator[bytes]:
         self.buf += data
         if self.aead is None:
             if len(self.buf) < HEADER.size:
@@ -180,7 +182,7 @@ class Decrypter:
         self.finished = final
         return plain
 
-    def finish(self):
+    def finish(self) -> bytes:
         if self.aead is None:
             raise StorageError(f"{self.what}: truncated (no encryption header)")
         if len(self.buf) < TAG:

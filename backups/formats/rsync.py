@@ -19,12 +19,14 @@ import os
 import stat
 import threading
 from collections import deque
+from collections.abc import Iterator
 
+from backup_storage import Storage
 from backups.formats.checksums import ChecksumWriter
 from backups.formats.dirfds import DIR_FLAGS
 from backups.formats.encryption import Encrypter, Keyring
 from backups.formats.rsync_index import INDEX, IndexWriter, PreviousFiles, object_name
-from backups.formats.streams import BLOCK, Counted, Progress, mb
+from backups.formats.streams import BLOCK, Counted, Log, Progress, mb
 
 # O_PATH: a descriptor that names the inode without opening it (a device's driver is never
 # called); the file is then opened through /proc/self/fd, which is that very inode, not a name
@@ -42,7 +44,7 @@ class Scan:
     """Every entry under src_dir ('.' first), depth first with names sorted, as a stream; folders
     are walked on descriptors. open_file(e) opens the file entry just yielded."""
 
-    def __init__(self, src_dir: str, log):
+    def __init__(self, src_dir: str, log: Log) -> None:
         self.src_dir, self.log = src_dir, log
         self.stack = []   # (path, fd, names left) of the folders being walked
         self.dev = None   # st_dev of the entry last yielded
@@ -140,7 +142,7 @@ class Scan:
         self.log(f"rsync: skipping {e['p']}: it was replaced while the backup read it")
         return None
 
-    def close(self):
+    def close(self) -> None:
         for _, fd, _ in self.stack:
             os.close(fd)
         self.stack = []
@@ -152,7 +154,7 @@ def _kind(mode):
                 stat.S_IFMT(mode), "another file")
 
 
-def read_capped(fd: int, size: int, block=BLOCK):
+def read_capped(fd: int, size: int, block: int = BLOCK) -> Iterator[bytes]:
     """At most `size` bytes of fd, from its start: a file that grows while it is read (or is
     swapped for an endless one) cannot make the backup read forever."""
     offset = 0
@@ -164,7 +166,8 @@ def read_capped(fd: int, size: int, block=BLOCK):
         yield chunk
 
 
-def pack_rsync(src_dir, storage, remote, key, previous, log, concurrency) -> dict:
+def pack_rsync(src_dir: str, storage: Storage, remote: str, key: str | None, previous: str | None, log: Log,
+               concurrency: int) -> dict:
     return _Pack(src_dir, storage, remote, key, log, concurrency).run(previous)
 
 

@@ -14,11 +14,13 @@ import json
 import os
 import re
 import zlib
+from collections.abc import Iterator
 
-from backup_storage import StorageError
+from backup_storage import Storage, StorageError
+from backup_storage.base import Readable, Writable
 from backups.formats.checksums import read_checksums
-from backups.formats.encryption import Decrypter, Encrypter, WrongKey
-from backups.formats.streams import BLOCK, Counted, Gunzip, IterReader, blocks, lines, local_copy
+from backups.formats.encryption import Decrypter, Encrypter, Keyring, WrongKey
+from backups.formats.streams import BLOCK, Counted, Gunzip, IterReader, Log, blocks, lines, local_copy
 
 INDEX = "index.jsonl.gz"
 _UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f]")
@@ -49,14 +51,14 @@ class IndexWriter:
     """The index as gzip'ed JSON lines (one entry per line), encrypted when keyed, streamed into
     a storage writer."""
 
-    def __init__(self, out, keyring):
+    def __init__(self, out: Writable, keyring: Keyring | None) -> None:
         self.counted = Counted(out)
         self.sink = Encrypter(self.counted, keyring) if keyring else self.counted
         self.gz = zlib.compressobj(1, zlib.DEFLATED, 31)
         self.buf, self.buffered = [], 0
         self.add({"version": 2})
 
-    def add(self, entry: dict):
+    def add(self, entry: dict) -> None:
         line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
         self.buf.append(line)
         self.buffered += len(line)
@@ -69,14 +71,14 @@ class IndexWriter:
         if data:
             self.sink.write(data)
 
-    def close(self):
+    def close(self) -> None:
         self._compress()
         self.sink.write(self.gz.flush())
         if isinstance(self.sink, Encrypter):
             self.sink.close()
 
 
-def index_entries(f, keyring, what: str):
+def index_entries(f: Readable, keyring: Keyring | None, what: str) -> Iterator[dict]:
     """Entries of an index read from the binary stream f (decrypted when keyed)."""
     dec = Decrypter(keyring, what) if keyring else None
     gunzip = Gunzip()
@@ -107,7 +109,7 @@ def index_entries(f, keyring, what: str):
 class PreviousFiles:
     """The previous rsync backup's file entries, looked up in scan order (a merge, not a map)."""
 
-    def __init__(self, storage, previous, keyring, log):
+    def __init__(self, storage: Storage, previous: str | None, keyring: Keyring | None, log: Log) -> None:
         self.entries, self.cur, self.remote = None, None, None
         self.log = log
         self.tmp = None
@@ -160,6 +162,6 @@ class PreviousFiles:
             return self.cur[0]
         return None
 
-    def close(self):
+    def close(self) -> None:
         if self.tmp:
             self.tmp.close()

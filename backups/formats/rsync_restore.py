@@ -15,18 +15,18 @@ import stat
 import threading
 from collections import deque
 
-from backup_storage import StorageError
+from backup_storage import Storage, StorageError
 from backups.formats import dirfds
 from backups.formats.checksums import BackupRefused, ChecksumList
 from backups.formats.encryption import Decrypter
 from backups.formats.rsync_index import index_entries
-from backups.formats.streams import Progress, blocks, local_copy, mb
+from backups.formats.streams import Log, Progress, blocks, local_copy, mb
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def unpack_rsync(storage, remote, dest_dir, key, log, concurrency, expect_encrypted=None,
-                 privileged=False) -> dict:
+def unpack_rsync(storage: Storage, remote: str, dest_dir: str, key: str | None, log: Log, concurrency: int,
+                 expect_encrypted: bool | None = None, privileged: bool = False) -> dict:
     with ChecksumList(storage, remote, "rsync") as cl:
         keyring = cl.open(key, expect_encrypted)
         return _Restore(storage, remote, dest_dir, keyring, log, concurrency, privileged).run(cl)

@@ -1,6 +1,7 @@
 """Stream plumbing shared by the formats: block readers, read-ahead and pipe-feeding threads,
 counting writers, progress lines, multi-member gzip. Memory stays flat: every queue is bounded
 and nothing holds more than a few blocks."""
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -11,14 +12,21 @@ import threading
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, BinaryIO, TypeVar
 
-from backup_storage import StorageError
+from backup_storage import Storage, StorageError
+from backup_storage.base import Readable, Writable
 
 BLOCK = 1 << 20               # tar stream block compressed as one gzip member; read size
 GZIP_LEVEL = 1
 
+Log = Callable[[str], object]  # where progress lines go: a task's log, print
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
-def read_exact(f, n: int) -> bytes:
+
+def read_exact(f: Readable, n: int) -> bytes:
     parts, left = [], n
     while left > 0:
         chunk = f.read(left)
@@ -29,7 +37,7 @@ def read_exact(f, n: int) -> bytes:
     return b"".join(parts)
 
 
-def blocks(f, size=BLOCK):
+def blocks(f: Readable, size: int = BLOCK) -> Iterator[bytes]:
     while True:
         chunk = read_exact(f, size)
         if not chunk:
@@ -39,7 +47,7 @@ def blocks(f, size=BLOCK):
             return
 
 
-def lines(f):
+def lines(f: Readable) -> Iterator[bytes]:
     """Lines of a binary stream, without holding more than a block and a line."""
     rest = b""
     for block in blocks(f):
@@ -50,7 +58,7 @@ def lines(f):
         yield rest
 
 
-def prefetch(f, size=BLOCK, depth=4):
+def prefetch(f: Readable, size: int = BLOCK, depth: int = 4) -> Iterator[bytes]:
     """Blocks of `f` read ahead in a thread, so a network read overlaps the consumer's work."""
     q = queue.Queue(depth)
     stop = threading.Event()
@@ -89,7 +97,7 @@ class Feeder:
     """Writes to a pipe from its own thread, so the producer (decrypt, gunzip) keeps working while
     the consumer process (tar -x) drains the pipe. Bounded queue: memory stays flat."""
 
-    def __init__(self, f, depth=8):
+    def __init__(self, f: IO[bytes], depth: int = 8) -> None:
         self.f = f
         self.q = queue.Queue(depth)
         self.error = None
@@ -115,7 +123,7 @@ class Feeder:
                 except queue.Empty:
                     return
 
-    def write(self, data):
+    def write(self, data: bytes | None) -> None:
         while True:
             if self.error is not None:
                 raise self.error
@@ -125,13 +133,13 @@ class Feeder:
             except queue.Full:
                 continue
 
-    def close(self):
+    def close(self) -> None:
         self.write(None) if self.error is None else None
         self.t.join()
         if self.error is not None:
             raise self.error
 
-    def stop(self):
+    def stop(self) -> None:
         if self.t.is_alive():
             self.error = self.error or BrokenPipeError("stopped")
             with contextlib.suppress(queue.Full):
@@ -141,7 +149,7 @@ class Feeder:
             self.t.join(timeout=5)
 
 
-def grow_pipe(f, size=1 << 20):
+def grow_pipe(f: IO[bytes], size: int = 1 << 20) -> None:
     # A 1 MiB pipe (instead of 64 KiB) means fewer context switches between us and tar.
     with contextlib.suppress(OSError, AttributeError, ValueError):
         fcntl.fcntl(f.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
@@ -150,19 +158,19 @@ def grow_pipe(f, size=1 << 20):
 class Counted:
     """Write-through to a storage writer, counting bytes and hashing what is stored."""
 
-    def __init__(self, out):
+    def __init__(self, out: Writable) -> None:
         self.out = out
         self.size = 0
         self.sha = hashlib.sha256()
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         self.out.write(data)
         self.size += len(data)
         self.sha.update(data)
 
 
 class Progress:
-    def __init__(self, log, what, every=5.0):
+    def __init__(self, log: Log, what: str, every: float = 5.0) -> None:
         self.log, self.what, self.every = log, what, every
         self.start = self.last = time.monotonic()
 
@@ -188,11 +196,11 @@ def gzip_member(block: bytes) -> bytes:
 class Gunzip:
     """Multi-member gzip decoder with bounded output per step (a zip bomb cannot blow up memory)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.d = zlib.decompressobj(31)
         self.fed = False
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> Iterator[bytes]:
         while data:
             self.fed = True
             out = self.d.decompress(data, 4 * BLOCK)
@@ -206,7 +214,7 @@ class Gunzip:
             else:
                 data = self.d.unconsumed_tail
 
-    def finish(self):
+    def finish(self) -> Iterator[bytes]:
         tail = self.d.flush()
         if tail:
             yield tail
@@ -217,13 +225,13 @@ class Gunzip:
 class IterReader(io.RawIOBase):
     """A readable raw stream over an iterator of bytes."""
 
-    def __init__(self, it):
+    def __init__(self, it: Iterator[bytes]) -> None:
         self.it, self.rest = it, b""
 
-    def readable(self):
+    def readable(self) -> bool:
         return True
 
-    def readinto(self, b):
+    def readinto(self, b: bytearray | memoryview) -> int:
         while not self.rest:
             self.rest = next(self.it, None)
             if self.rest is None:
@@ -235,7 +243,7 @@ class IterReader(io.RawIOBase):
         return n
 
 
-def local_copy(storage, path: str, sha=None):
+def local_copy(storage: Storage, path: str, sha: Any = None) -> BinaryIO:
     """A local temp file holding the object (streamed: memory stays flat); a long restore then
     never depends on one storage connection staying open for its whole duration."""
     tmp = tempfile.TemporaryFile()
@@ -252,7 +260,8 @@ def local_copy(storage, path: str, sha=None):
     return tmp
 
 
-def bounded(pool, fn, items, limit):
+def bounded(pool: concurrent.futures.Executor, fn: Callable[[_T], _R], items: Iterable[_T],
+            limit: int) -> Iterator[_R]:
     """Results of fn over items (in order), with at most `limit` submitted at once."""
     pending = deque()
     try:
@@ -267,6 +276,6 @@ def bounded(pool, fn, items, limit):
             fut.cancel()
 
 
-def stderr_text(f) -> str:
+def stderr_text(f: BinaryIO) -> str:
     f.seek(0)
     return f.read().decode(errors="replace").strip()

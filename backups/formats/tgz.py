@@ -19,7 +19,7 @@ import tempfile
 import zlib
 from collections import deque
 
-from backup_storage import StorageError
+from backup_storage import Storage, StorageError
 from backups.formats import dirfds
 from backups.formats.checksums import ChecksumList, ChecksumWriter
 from backups.formats.encryption import HEADER, Decrypter, Encrypter, Keyring
@@ -28,6 +28,7 @@ from backups.formats.streams import (
     Counted,
     Feeder,
     Gunzip,
+    Log,
     Progress,
     grow_pipe,
     gzip_member,
@@ -47,7 +48,7 @@ def _tar():
     return shutil.which("tar") or "tar"
 
 
-def pack_tgz(src_dir, storage, remote, key, log, concurrency) -> dict:
+def pack_tgz(src_dir: str, storage: Storage, remote: str, key: str | None, log: Log, concurrency: int) -> dict:
     keyring = Keyring(key) if key else None
     path = archive_path(remote, bool(keyring))
     progress = Progress(log, "tgz")
@@ -111,7 +112,8 @@ def _compress(stream, counted, keyring, progress):
     return read_bytes
 
 
-def unpack_tgz(storage, remote, dest_dir, key, log, expect_encrypted=None, privileged=False) -> dict:
+def unpack_tgz(storage: Storage, remote: str, dest_dir: str, key: str | None, log: Log,
+               expect_encrypted: bool | None = None, privileged: bool = False) -> dict:
     with ChecksumList(storage, remote, "tgz") as cl:
         keyring = cl.open(key, expect_encrypted)
         path = archive_path(remote, keyring is not None)

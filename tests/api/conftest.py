@@ -2,8 +2,9 @@
 import shutil
 
 import pytest
+import requests
 
-from support import images
+from support import images, status_bodies
 from support.apps_env import CATALOG, _docker
 from support.harness import require
 
@@ -24,3 +25,12 @@ def parts(tmp_path_factory):
     catalog = tmp_path_factory.mktemp("catalog") / "catalog.json"
     catalog.write_text(text.replace("@TEST_IMAGE@", image))
     return {"image": image, "catalog": str(catalog), "docker": client}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def created_and_empty_answers_follow_the_rule():
+    """Every answer an API test receives is checked: a 201 carries a JSON object, a 204 no body
+    (support/status_bodies.py), so every route the tests exercise is held to it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(requests.Session, "send", status_bodies.checking_send(requests.Session.send))
+        yield

@@ -99,8 +99,8 @@ def test_install_serves_the_app_over_https(apps):
 
 def test_install_from_the_catalog(apps):
     app = apps.install(unique("cat"), appStoreId=CATALOG_ID)
-    assert app["appStoreId"] == f"{CATALOG_ID}@1.1.0"       # the highest version
-    assert app["manifest"]["version"] == "1.1.0"
+    assert app["appStoreId"] == CATALOG_ID                  # as sent, as Cloudron returns it
+    assert app["manifest"]["version"] == "1.1.0"            # the highest version
     assert app["manifest"]["dockerImage"] == apps.image
     assert app["health"] == "healthy"
     # The manifest's memoryLimit applies when the install does not set one.
@@ -121,9 +121,14 @@ def _error(r, status):
     return body["message"]
 
 
+def _berth_containers(apps):
+    return {c.id for c in apps.docker.containers.list(all=True, filters={"label": "berth.managed=true"})}
+
+
 def test_install_refuses_bad_requests(apps):
     taken = apps.install(unique("taken"))
     before = {a["id"] for a in apps.api.get("/apps").json()["apps"]}
+    containers = _berth_containers(apps)
 
     # The same location again, whatever the case of the request.
     assert taken["fqdn"] in _error(apps.request_install(taken["location"]), 409)
@@ -142,17 +147,48 @@ def test_install_refuses_bad_requests(apps):
         message = _error(apps.request_install(location, manifest), 400)
         assert field in message, (field, message)
 
-    assert "domain" in _error(apps.request_install(location, domain="nowhere.test"), 400)
+    # An app's domain Berth does not have is a 404, as Cloudron answers ("No such domain").
+    assert "No such domain" in _error(apps.request_install(location, domain="nowhere.test"), 404)
+    # accessRestriction is required: null (every user) or {users, groups}; missing or a string is a 400.
+    body = {"location": location, "domain": DOMAIN, "manifest": apps.manifest()}
+    assert "accessRestriction" in _error(apps.api.post("/apps/install", json=body), 400)
+    for route in ("/apps/install", "/apps"):
+        for bad in ("everyone", 1, ["uid-x"], {"users": "uid-x"}):
+            r = apps.api.post(route, json={**body, "accessRestriction": bad})
+            assert "accessRestriction" in _error(r, 400), (route, bad)
+        r = apps.api.post(route, json={**body, "accessRestriction": None, "domain": "nowhere.test"})
+        assert "No such domain" in _error(r, 404), route
     assert "memoryLimit" in _error(apps.request_install(location, memoryLimit=1000), 400)
     assert "env.BAD-NAME" in _error(apps.request_install(location, env={"BAD-NAME": "x"}), 400)
     assert "portBindings.NOPE" in _error(apps.request_install(location, portBindings={"NOPE": 20000}), 400)
-    r = apps.api.post("/apps/install", json={"location": location, "domain": DOMAIN})
+    r = apps.api.post("/apps/install", json={"location": location, "domain": DOMAIN, "accessRestriction": None})
     assert "manifest" in _error(r, 400)
 
-    # None of these left an app behind.
+    # None of these left an app or a container behind.
     assert {a["id"] for a in apps.api.get("/apps").json()["apps"]} == before
+    assert _berth_containers(apps) == containers
     assert apps.api.get(f"/apps/{uuid.uuid4()}").status_code == 404
     assert apps.api.post(f"/apps/{uuid.uuid4()}/restart").status_code == 404
+
+
+def test_modern_install_takes_subdomain_and_ports_and_apps_carry_both_names(apps):
+    manifest = apps.manifest(tcpPorts={"ECHO_PORT": {"title": "echo", "defaultValue": 2222}})
+    port, subdomain = _closed_port(), unique("modern")   # an ephemeral port: above 1024, free
+    r = apps.api.post("/apps", json={"subdomain": subdomain, "domain": DOMAIN, "manifest": manifest,
+                                     "ports": {"ECHO_PORT": port}, "accessRestriction": None})
+    assert r.status_code == 202 and set(r.json()) == {"id", "taskId"}, r.text
+    apps.app_ids.add(r.json()["id"])
+    assert apps.wait_task(r.json()["taskId"])["success"]
+    app = apps.app(r.json()["id"])
+    assert (app["location"], app["subdomain"]) == (subdomain, subdomain)
+    assert app["portBindings"] == app["ports"] == {"ECHO_PORT": port}
+    assert app["fqdn"] == f"{subdomain}.{DOMAIN}"
+    listed = {a["id"]: a for a in apps.api.get("/apps").json()["apps"]}[app["id"]]
+    assert (listed["subdomain"], listed["ports"]) == (subdomain, {"ECHO_PORT": port})
+    # Both spellings of one field must agree.
+    r = apps.api.post("/apps", json={"subdomain": unique("a"), "location": unique("b"), "domain": DOMAIN,
+                                     "manifest": apps.manifest(), "accessRestriction": None})
+    assert "location" in _error(r, 400)
 
 
 # ---- lifecycle --------------------------------------------------------------------------------
@@ -584,7 +620,13 @@ def test_update_to_a_new_manifest(apps):
 def test_automatic_update_from_the_catalog_on_schedule(apps):
     older = apps.install(unique("auto"), appStoreId=f"{CATALOG_ID}@1.0.0")
     pinned = apps.install(unique("pinned"), appStoreId=f"{CATALOG_ID}@1.0.0")
+    assert pinned["appStoreId"] == f"{CATALOG_ID}@1.0.0"    # as sent
     assert apps.api.post(f"/apps/{pinned['id']}/configure/automatic_update", json={"enable": False}).status_code == 200
+    # GET /updater/updates (Cloudron 7+) lists what the catalog has newer, for every app; no platform part.
+    updates = apps.api.get("/updater/updates").json()["updates"]
+    assert "box" not in updates
+    for app in (older, pinned):
+        assert updates[app["id"]]["manifest"]["version"] == "1.1.0" and updates[app["id"]]["unstable"] is False
     assert "pattern" in _error(apps.api.post("/settings/app_autoupdate_pattern", json={"pattern": "every day"}), 400)
     assert apps.api.post("/settings/app_autoupdate_pattern", json={"pattern": "* * * * * *"}).status_code == 200
     try:
@@ -595,6 +637,8 @@ def test_automatic_update_from_the_catalog_on_schedule(apps):
         assert app["appStoreId"] == f"{CATALOG_ID}@1.1.0" and app["health"] == "healthy"
         assert apps.container(older["id"])["HostConfig"]["Memory"] == 67108864  # the 1.1.0 manifest's limit
         assert apps.app(pinned["id"])["manifest"]["version"] == "1.0.0"
+        updates = apps.api.get("/updater/updates").json()["updates"]
+        assert older["id"] not in updates and pinned["id"] in updates
     finally:
         assert apps.api.post("/settings/app_autoupdate_pattern", json={"pattern": "never"}).status_code == 200
 

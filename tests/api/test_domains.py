@@ -1,5 +1,6 @@
 """Domains through the HTTP API of a real server (SQLite and PostgreSQL): providers, TLS settings,
 fallback certificates (Berth's self-signed one, or an uploaded pair that must fit the domain)."""
+import base64
 import datetime
 import os
 
@@ -8,8 +9,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+import dns_providers
+from core.masking import MASK
+from support.apps_env import _berth
+from support.bind import BindServer
 from support.certs import make_cert
-from support.harness import unique
+from support.harness import free_port, require, unique
 
 
 def new_domain():
@@ -46,7 +51,8 @@ def test_add_list_get_update_delete(owner):
 
     listed = [d for d in owner.get("/domains").json()["domains"] if d["domain"] == domain]
     assert listed == [{"domain": domain, "zoneName": "example.test", "provider": "noop", "locked": False,
-                       "config": {"hyphenatedSubdomains": False}}]
+                       "config": {"hyphenatedSubdomains": False},
+                       "tlsConfig": {"provider": "fallback", "wildcard": False}}]
 
     r = owner.get(f"/domains/{domain}")
     assert r.status_code == 200, r.text
@@ -182,7 +188,7 @@ def test_bad_fallback_certificate_is_400_naming_the_field(owner, case):
     ({"domain": "nodot"}, "domain: "),
     ({"provider": None}, "provider: is required"),
     ({"provider": "bogus"}, "provider: 'bogus' is not one of"),
-    ({"provider": "cloudflare"}, "provider: 'cloudflare' is not available yet"),
+    ({"provider": "cloudflare"}, "config.token: is required"),
     ({"config": None}, "config: is required"),
     ({"config": {"hyphenatedSubdomains": "yes"}},
      "config.hyphenatedSubdomains: 'yes' is not of type 'boolean'"),
@@ -211,6 +217,11 @@ def test_letsencrypt_is_stored_but_the_fallback_certificate_is_served(berth, own
     assert r.status_code == 201, r.text
     assert owner.get(f"/domains/{domain}").json()["tlsConfig"] == {"provider": "letsencrypt-staging",
                                                                   "wildcard": False}
+    # Every list item carries tlsConfig, as the seed-era and current servers list it.
+    listed = owner.get("/domains").json()["domains"]
+    assert all("tlsConfig" in d for d in listed), listed
+    assert [d["tlsConfig"] for d in listed if d["domain"] == domain] == [
+        {"provider": "letsencrypt-staging", "wildcard": False}]
     served = owner.get(f"/domains/{domain}").json()["fallbackCertificate"]["cert"]
     assert read(cert_files(berth, domain)[0]) == served
     owner.delete(f"/domains/{domain}")
@@ -231,3 +242,132 @@ def test_only_admins_manage_domains(owner, make_user, role):
     assert admin.put(f"/domains/{domain}", json={"provider": "manual", "config": {}}).status_code == 204
     assert admin.delete(f"/domains/{domain}").status_code == 204
 
+
+
+# ---- DNS providers that write records (rfc2136 against a real BIND) ----------------------------
+
+PUBLIC_IP = "192.0.2.80"
+
+
+@pytest.fixture(scope="module")
+def bind():
+    require("BIND (Debian package bind9: named)", BindServer.available())
+    server = BindServer("rfc.example.test").start()
+    yield server
+    server.stop()
+
+
+def test_rfc2136_credentials_are_verified_and_the_secret_masked(owner, bind):
+    domain = bind.zone
+    wrong = base64.b64encode(os.urandom(32)).decode()
+    r = add(owner, domain, provider="rfc2136", config=bind.provider_config(secret=wrong))
+    assert r.status_code == 400, r.text
+    assert "NOTAUTH (BADSIG)" in r.json()["message"] and wrong not in r.text
+    assert owner.get(f"/domains/{domain}").status_code == 404          # nothing saved
+
+    r = add(owner, domain, provider="rfc2136", config=bind.provider_config())
+    assert r.status_code == 201, r.text
+    assert r.json()["config"]["secret"] == MASK
+    got = owner.get(f"/domains/{domain}").json()
+    assert got["config"]["secret"] == MASK and got["config"]["keyName"] == bind.key_name
+    assert bind.secret not in owner.get("/domains").text
+
+    # the mask sent back keeps the stored secret (and it is verified again with it)
+    assert owner.put(f"/domains/{domain}", json={"provider": "rfc2136", "config": got["config"]}).status_code == 204
+    # a wrong key in an update is refused and the stored config stays
+    r = owner.put(f"/domains/{domain}", json={"provider": "rfc2136",
+                                              "config": bind.provider_config(keyName="nobody")})
+    assert r.status_code == 400 and "BADKEY" in r.json()["message"], r.text
+    assert owner.get(f"/domains/{domain}").json()["config"]["keyName"] == bind.key_name
+    assert owner.delete(f"/domains/{domain}").status_code == 204
+
+
+@pytest.fixture(scope="module")
+def dns_apps(parts, bind, tmp_path_factory):
+    env = _berth(parts, tmp_path_factory)
+    env.env["BERTH_PUBLIC_IP"] = PUBLIC_IP
+    try:
+        env.start()
+        r = env.api.post("/domains", json={"domain": bind.zone, "provider": "rfc2136",
+                                           "config": bind.provider_config()})
+        assert r.status_code == 201, r.text
+        yield env
+    finally:
+        env.close()
+
+
+def rfc(bind):
+    return dns_providers.create("rfc2136", bind.zone, bind.provider_config())
+
+
+def test_app_records_follow_install_location_change_and_uninstall(dns_apps, bind):
+    r = dns_apps.request_install("web", domain=bind.zone)
+    assert r.status_code == 202, r.text
+    task = dns_apps.wait_task(r.json()["taskId"])
+    assert task["success"], task
+    assert bind.query("web", "A") == [PUBLIC_IP]
+    assert f"DNS: web.{bind.zone} A {PUBLIC_IP} (rfc2136)" in dns_apps.task_log(task["id"])
+    app = dns_apps.app(r.json()["id"])
+
+    task = dns_apps.run(dns_apps.api.post(f"/apps/{app['id']}/configure/location",
+                                          json={"location": "moved", "domain": bind.zone}))
+    assert task["success"], task
+    assert bind.query("moved", "A") == [PUBLIC_IP] and bind.query("web", "A") == [], dns_apps.task_log(task["id"])
+
+    task = dns_apps.run(dns_apps.api.post(f"/apps/{app['id']}/uninstall"))
+    assert task["success"], task
+    assert bind.query("moved", "A") == []
+    assert "DNS: removing moved." in dns_apps.task_log(task["id"])
+
+
+def test_someone_elses_record_needs_overwrite_dns(dns_apps, bind):
+    rfc(bind).upsert_records("taken", "A", ["198.51.100.7"])
+    r = dns_apps.api.get(f"/domains/{bind.zone}/dns_check", params={"subdomain": "taken"})
+    assert r.status_code == 200 and r.json() == {"needsOverwrite": True}, r.text
+    assert dns_apps.api.get(f"/domains/{bind.zone}/dns_check", params={"subdomain": "free"}).json() == {
+        "needsOverwrite": False}
+
+    before = dns_apps.api.get("/apps").json()["apps"]
+    r = dns_apps.request_install("taken", domain=bind.zone)
+    assert r.status_code == 409 and "overwriteDns" in r.json()["message"], r.text
+    assert dns_apps.api.get("/apps").json()["apps"] == before          # nothing queued, nothing made
+    assert bind.query("taken", "A") == ["198.51.100.7"]
+
+    app = dns_apps.install("taken", domain=bind.zone, overwriteDns=True)
+    assert bind.query("taken", "A") == [PUBLIC_IP]
+    assert dns_apps.run(dns_apps.api.post(f"/apps/{app['id']}/uninstall"))["success"]
+    assert bind.query("taken", "A") == []
+
+
+def test_sync_dns_restores_a_deleted_record(dns_apps, bind):
+    app = dns_apps.install("synced", domain=bind.zone)
+    rfc(bind).delete_records("synced", "A")
+    assert bind.query("synced", "A") == []
+    r = dns_apps.api.post("/cloudron/sync_dns", json={})
+    assert r.status_code == 201, r.text
+    task = dns_apps.wait_task(r.json()["taskId"])
+    assert task["success"] and task["percent"] == 100, task
+    assert bind.query("synced", "A") == [PUBLIC_IP]
+    assert dns_apps.api.get(f"/tasks/{r.json()['taskId']}").json()["type"] == "syncDnsRecords"
+    assert dns_apps.api.post("/cloudron/sync_dns", json={"domain": "nowhere.test"}).status_code == 404
+    assert dns_apps.run(dns_apps.api.post(f"/apps/{app['id']}/uninstall"))["success"]
+
+
+def test_no_public_ip_writes_no_record_and_says_so(parts, bind, tmp_path_factory):
+    env = _berth(parts, tmp_path_factory)
+    # No BERTH_PUBLIC_IP and no sysinfo config: the address is looked up (`generic`); here the
+    # lookup service cannot be reached.
+    env.env["BERTH_IP_LOOKUP_URL"] = f"http://127.0.0.1:{free_port()}/"
+    try:
+        env.start()
+        assert env.api.post("/domains", json={"domain": f"sub.{bind.zone}", "zoneName": bind.zone,
+                                              "provider": "rfc2136", "config": bind.provider_config()}
+                            ).status_code == 201
+        r = env.request_install("noip", domain=f"sub.{bind.zone}")
+        assert r.status_code == 202, r.text
+        task = env.wait_task(r.json()["taskId"])
+        assert task["success"], task
+        assert bind.query("noip.sub", "A") == []
+        assert "public IP unknown" in env.task_log(task["id"])
+    finally:
+        env.close()

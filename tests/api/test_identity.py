@@ -246,6 +246,42 @@ def test_event_log_records_changes(owner):
     assert one["id"] == event["id"]
 
 
+def test_event_log_actions_list_takes_spaces_after_commas(owner):
+    name = unique("evl")
+    owner.post("/groups", json={"name": name})
+    owner.post("/users", json={"username": name, "email": f"{name}@example.com"})
+    for actions in ("group.add, user.add", " user.add ,group.add ", "group.add,,user.add"):
+        events = owner.get("/cloudron/eventlog", params={"actions": actions, "per_page": 200}).json()["eventlogs"]
+        mine = {e["action"] for e in events if name in str(e["data"])}
+        assert mine == {"group.add", "user.add"}, actions
+        assert {e["action"] for e in events} <= {"group.add", "user.add"}
+
+
+def test_event_log_search_matches_data_source_and_action_case_insensitively(owner, make_user):
+    name = unique("srch")
+    user = owner.post("/users", json={"username": name, "email": f"{name}.mail@Example.com"}).json()
+    owner.post(f"/users/{user['id']}", json={"displayName": "Zoë Zebra"})
+
+    def found(term, **query):
+        events = owner.get("/cloudron/eventlog", params={"search": term, "per_page": 200, **query}).json()
+        return [e for e in events["eventlogs"] if e["data"].get("userId") == user["id"]]
+
+    assert [e["action"] for e in found(name)] == ["user.add"]                  # username
+    assert {e["action"] for e in found(user["id"].upper())} == {"user.add", "user.update"}  # the id
+    assert [e["action"] for e in found(f"{name}.MAIL@example.COM")] == ["user.add"]  # email, any case
+    assert [e["action"] for e in found("zoë zebra")] == ["user.update"]         # non-ASCII display name
+    assert [e["action"] for e in found(user["id"], actions="user.update")] == ["user.update"]
+    assert found("no-such-thing-" + name) == []
+    # The source: who did it (the owner's name) and the action itself.
+    by_source = owner.get("/cloudron/eventlog", params={"search": "OWNER", "per_page": 5}).json()["eventlogs"]
+    assert by_source and all("owner" in str(e["source"]).lower() or "owner" in str(e["data"]).lower()
+                             or "owner" in e["action"] for e in by_source)
+    by_action = owner.get("/cloudron/eventlog", params={"search": "USER.ADD", "per_page": 5}).json()["eventlogs"]
+    assert by_action and all(e["action"] == "user.add" or "user.add" in str(e).lower() for e in by_action)
+    # LIKE wildcards are literal: '%' matches only a '%'.
+    assert owner.get("/cloudron/eventlog", params={"search": "%"}).json()["eventlogs"] == []
+
+
 def test_secrets_never_in_event_log(owner):
     name = unique()
     owner.post("/users", json={"username": name, "email": f"{name}@example.com", "password": "Secret-pw-77"})

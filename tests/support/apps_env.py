@@ -91,7 +91,7 @@ class AppsBerth:
         return manifest
 
     def request_install(self, location, manifest=None, **body):
-        body = {"location": location, "domain": DOMAIN, **body}
+        body = {"location": location, "domain": DOMAIN, "accessRestriction": None, **body}
         if "appStoreId" not in body:
             body["manifest"] = manifest or self.manifest()
         r = self.api.post("/apps/install", json=body)

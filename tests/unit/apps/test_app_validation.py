@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from core.errors import BadRequest, Conflict
+from core.errors import BadRequest, Conflict, NotFound
 
 DOMAIN = "example.test"  # the domain of the db fixture (conftest.py)
 
@@ -24,10 +24,25 @@ def test_location_that_is_not_one_dns_label_is_refused(db, location):
         validation.check_location_and_domain(location, DOMAIN)
 
 
-def test_unknown_domain_is_refused(db):
+def test_unknown_domain_is_not_found(db):
+    """The app's own domain: 404 "No such domain", as Cloudron answers (an alias or redirect
+    domain stays a 400 naming its entry, below)."""
     from apps import validation
-    with pytest.raises(BadRequest, match="^domain: no such domain"):
+    with pytest.raises(NotFound, match="^No such domain 'nowhere.test'"):
         validation.check_location("web", "nowhere.test")
+
+
+@pytest.mark.parametrize("restriction", ["everyone", 1, ["uid-1"], {"users": "uid-1"}, {"groups": [1]}])
+def test_access_restriction_that_is_not_null_or_lists_of_ids_is_refused(restriction):
+    from apps import validation
+    with pytest.raises(BadRequest, match="^accessRestriction"):
+        validation.check_access(restriction)
+
+
+def test_access_restriction_is_stored_with_both_lists():
+    from apps import validation
+    assert validation.check_access(None) is None
+    assert validation.check_access({"users": ["uid-1"]}) == {"users": ["uid-1"], "groups": []}
 
 
 def test_alias_with_nginx_syntax_refused_naming_the_entry(db):
@@ -115,3 +130,12 @@ def test_env_memory_and_access():
     assert validation.check_access({"users": ["u"]}) == {"users": ["u"], "groups": []}
     with pytest.raises(BadRequest, match="^accessRestriction:"):
         validation.check_access(["u"])
+
+
+def test_modern_install_names_become_the_seed_names():
+    from apps import lifecycle
+    assert lifecycle.seed_names({"subdomain": "web", "ports": {"P": 2000}, "domain": DOMAIN}) == {
+        "location": "web", "portBindings": {"P": 2000}, "domain": DOMAIN}
+    assert lifecycle.seed_names({"subdomain": "web", "location": "web"}) == {"location": "web"}
+    with pytest.raises(BadRequest, match="^location: differs from subdomain"):
+        lifecycle.seed_names({"subdomain": "web", "location": "other"})
