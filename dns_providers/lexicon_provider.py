@@ -24,6 +24,8 @@ from lexicon.config import ConfigResolver
 from core.masking import MASK
 from dns_providers.base import DnsError
 
+BY_VALUE = {"gandi"}   # lexicon providers whose record ids are not per record (see _delete)
+
 
 def _absolute(name: str, zone: str) -> str:
     return zone if name in ("", "@") else f"{name}.{zone}"
@@ -33,7 +35,7 @@ def _vendor_words(body) -> str:
     """The human part of a vendor error body: cloudflare `errors[].message`, digitalocean/vultr
     `message`/`error`, godaddy `message`, ..."""
     if isinstance(body, dict):
-        for key in ("errors", "error", "message", "messages", "detail", "description"):
+        for key in ("errors", "error", "message", "messages", "detail", "description", "reason"):
             if key in body:
                 found = _vendor_words(body[key])
                 if found:
@@ -63,6 +65,13 @@ class LexiconProvider:
         return text
 
     def _error(self, e: Exception) -> DnsError:
+        # some providers wrap the HTTP error (hetzner: AuthenticationError() from err): the
+        # vendor's words are in the cause
+        cause = e
+        while cause is not None and not isinstance(cause, requests.RequestException):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None and not str(e):
+            e = cause
         if isinstance(e, requests.HTTPError) and e.response is not None:
             try:
                 words = _vendor_words(e.response.json())
@@ -83,7 +92,17 @@ class LexiconProvider:
         module = importlib.import_module(f"lexicon._private.providers.{self._lexicon_name}")
         provider = module.Provider(config)
         if self._api_endpoint:
-            provider.api_endpoint = self._api_endpoint.rstrip("/")
+            # hetzner delegates to an inner provider (old DNS API or Cloud API, by token length)
+            # that keeps its own endpoint (Cloud: the class attribute API_ENDPOINT)
+            for target in (provider, getattr(provider, "_hetzner_impl", None)):
+                if target is None:
+                    continue
+                # keep the vendor's own trailing-slash convention (linode joins "domains/...")
+                original = str(getattr(target, "api_endpoint", None) or getattr(target, "API_ENDPOINT", ""))
+                endpoint = self._api_endpoint.rstrip("/") + ("/" if original.endswith("/") else "")
+                target.api_endpoint = endpoint
+                if hasattr(target, "API_ENDPOINT"):
+                    target.API_ENDPOINT = endpoint
         provider.authenticate()
         return provider
 
@@ -94,6 +113,12 @@ class LexiconProvider:
             raise
         except Exception as e:  # noqa: BLE001 - lexicon and the vendor SDKs raise anything
             raise self._error(e) from None
+
+    def _delete(self, provider, name: str, rtype: str, record: dict) -> None:
+        # gandi's record id is the rrset *name*: deleting by it would take every type of that
+        # name (the AAAA with the A); by (type, name, value) it removes just that value
+        identifier = None if self._lexicon_name in BY_VALUE else record.get("id")
+        provider.delete_record(identifier, rtype, _absolute(name, self.zone), record["content"])
 
     def _matching(self, provider, name: str, rtype: str) -> list[dict]:
         fqdn = _absolute(name, self.zone).lower()
@@ -115,7 +140,7 @@ class LexiconProvider:
             have = {str(r["content"]) for r in existing}
             for record in existing:
                 if str(record["content"]) not in values:
-                    p.delete_record(record.get("id"), rtype, _absolute(name, self.zone), record["content"])
+                    self._delete(p, name, rtype, record)
             for value in values:
                 if value not in have:
                     p.create_record(rtype, _absolute(name, self.zone), value)
@@ -125,5 +150,5 @@ class LexiconProvider:
     def delete_records(self, name: str, rtype: str) -> None:
         def work(p):
             for record in self._matching(p, name, rtype):
-                p.delete_record(record.get("id"), rtype, _absolute(name, self.zone), record["content"])
+                self._delete(p, name, rtype, record)
         self._run(work)

@@ -7,7 +7,7 @@
     acme_orders.py           which certificate a name gets (user > ACME > fallback); ACME orders, renewal
     task_bodies.py           the renewcerts task bodies and the renewal schedule's action
     in_use.py                why a domain cannot be removed (apps on it, ...)
-    dns_records.py           the A records that follow the apps (through dns_providers)
+    dns_records.py           the A/AAAA records that follow the apps (through dns_providers)
     public_address.py        this server's public address (sysinfo_config, server_ip)
     dynamic_dns.py           re-pointing the records when that address changes
     expiry_notices.py        notifications for certificates about to end that nothing renews

@@ -1,4 +1,4 @@
-"""The A records that follow the apps: written through each domain's DNS provider when an app is
+"""The A (and AAAA) records that follow the apps: written through each domain's DNS provider when an app is
 installed, moved or given aliases/redirects, removed when it goes, and re-written by the
 `syncDnsRecords` task.
 
@@ -7,7 +7,8 @@ and its name relative to the DNS zone come from the domains table. Domains whose
 nothing (noop, manual, wildcard) are skipped: their records are the admin's.
 
 Whose record is it? Berth points names at one address, this server's public IP
-(domains.public_address: the sysinfo config, else BERTH_PUBLIC_IP). A name whose A record holds
+(domains.public_address: the sysinfo config, else BERTH_PUBLIC_IP), and its IPv6 address too when
+it has one (AAAA records, under the same rules). A name whose A record holds
 anything else was made by someone else: installing over it needs `overwriteDns` (409 otherwise,
 checked before the task is queued), and removing an app leaves it alone. With no public IP known, Berth cannot write a
 correct record, so it writes none and says so in the task log.
@@ -52,18 +53,29 @@ def app_hosts(app: App) -> list[str]:
         hostnames.fqdn(d.get("subdomain", ""), d["domain"]) for d in extras if isinstance(d, dict)]
 
 
+def _addresses() -> dict[str, str]:
+    """The record types Berth writes and the address each holds: A with the public IPv4 address,
+    AAAA with the public IPv6 one; a type whose address is unknown is left out."""
+    found = {"A": public_address.detect(), "AAAA": public_address.detect_ipv6()}
+    return {rtype: ip for rtype, ip in found.items() if ip}
+
+
 def conflicts(fqdns: Iterable[str]) -> list[str]:
-    """The names whose A record exists and points somewhere else than this server."""
+    """The names whose A record (or AAAA record, when this server has an IPv6 address) exists and
+    points somewhere else than this server."""
     targets = list(_targets(fqdns))
-    ip = public_address.detect() if targets else None
+    addresses = _addresses() if targets else {}
     found = []
     for fqdn, dom, name in targets:
-        try:
-            values = provider_for(dom).get_records(name, "A")
-        except dns_providers.DnsError as e:
-            raise DependencyFailed(str(e)) from None
-        if values and values != [ip]:
-            found.append(fqdn)
+        provider = provider_for(dom)
+        for rtype in ("A", *(["AAAA"] if "AAAA" in addresses else [])):
+            try:
+                values = provider.get_records(name, rtype)
+            except dns_providers.DnsError as e:
+                raise DependencyFailed(str(e)) from None
+            if values and values != [addresses.get(rtype)]:
+                found.append(fqdn)
+                break
     return found
 
 
@@ -78,45 +90,51 @@ def check_overwrite(fqdns: Iterable[str], overwrite: bool) -> None:
 
 
 def add(log: Log, fqdns: Iterable[str]) -> None:
-    """Point each name at this server (the conflict check ran when the task was queued)."""
+    """Point each name at this server: A, and AAAA when it has an IPv6 address (the conflict
+    check ran when the task was queued)."""
     targets = list(_targets(fqdns))
-    ip = public_address.detect() if targets else None
-    if targets and not ip:
+    addresses = _addresses() if targets else {}
+    if targets and not addresses:
         log("DNS: public IP unknown (no sysinfo config or BERTH_PUBLIC_IP); not writing records for "
             + ", ".join(t[0] for t in targets))
         return
     for fqdn, dom, name in targets:
-        log(f"DNS: {fqdn} A {ip} ({dom.provider})")
-        provider_for(dom).upsert_records(name, "A", [ip])
+        provider = provider_for(dom)
+        for rtype, ip in addresses.items():
+            log(f"DNS: {fqdn} {rtype} {ip} ({dom.provider})")
+            provider.upsert_records(name, rtype, [ip])
 
 
 def remove(log: Log, fqdns: Iterable[str]) -> None:
-    """Remove the A records Berth made for these names; records pointing elsewhere stay."""
+    """Remove the A/AAAA records Berth made for these names; records pointing elsewhere stay. With
+    no IPv6 address known, AAAA records are not Berth's and are not touched."""
     targets = list(_targets(fqdns))
-    ip = public_address.detect() if targets else None
+    addresses = _addresses() if targets else {}
     for fqdn, dom, name in targets:
         provider = provider_for(dom)
-        values = provider.get_records(name, "A")
-        if not values:
-            continue
-        if ip and values != [ip]:
-            log(f"DNS: {fqdn} points at {', '.join(values)}, not this server; left in place")
-            continue
-        log(f"DNS: removing {fqdn} A ({dom.provider})")
-        provider.delete_records(name, "A")
+        for rtype in ("A", *(["AAAA"] if "AAAA" in addresses else [])):
+            values = provider.get_records(name, rtype)
+            if not values:
+                continue
+            ip = addresses.get(rtype)
+            if ip and values != [ip]:
+                log(f"DNS: {fqdn} {rtype} points at {', '.join(values)}, not this server; left in place")
+                continue
+            log(f"DNS: removing {fqdn} {rtype} ({dom.provider})")
+            provider.delete_records(name, rtype)
 
 
-def repoint(log: Log, fqdns: Iterable[str], old: str, new: str) -> list[str]:
-    """Dynamic DNS: move to `new` every A record of these names that holds exactly `old` (records
-    pointing anywhere else are someone else's and stay). Returns the names moved; a provider
-    failure is logged and the other names still move."""
+def repoint(log: Log, fqdns: Iterable[str], old: str, new: str, rtype: str = "A") -> list[str]:
+    """Dynamic DNS: move to `new` every `rtype` (A or AAAA) record of these names that holds
+    exactly `old` (records pointing anywhere else are someone else's and stay). Returns the names
+    moved; a provider failure is logged and the other names still move."""
     moved = []
     for fqdn, dom, name in _targets(fqdns):
         try:
             provider = provider_for(dom)
-            if provider.get_records(name, "A") == [old]:
-                provider.upsert_records(name, "A", [new])
-                log(f"DNS: {fqdn} A {old} -> {new} ({dom.provider})")
+            if provider.get_records(name, rtype) == [old]:
+                provider.upsert_records(name, rtype, [new])
+                log(f"DNS: {fqdn} {rtype} {old} -> {new} ({dom.provider})")
                 moved.append(fqdn)
         except dns_providers.DnsError as e:
             log(f"DNS: {fqdn}: {e}")
@@ -132,7 +150,7 @@ def all_hosts() -> list[str]:
 
 
 def sync_all(task: TaskContext, domain: str | None = None, **_: object) -> None:
-    """Task body `dns.sync` (type syncDnsRecords): re-write the A records of every app (of one
+    """Task body `dns.sync` (type syncDnsRecords): re-write the A/AAAA records of every app (of one
     domain when given). A failing domain does not stop the others; the task fails at the end
     naming them."""
     domain = hostnames.normalise(domain) if domain else None

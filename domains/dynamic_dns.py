@@ -16,6 +16,7 @@ from tasks import schedules
 
 SETTING = "dynamic_dns"
 LAST_ADDRESS = "dynamic_dns_address"
+LAST_ADDRESS6 = "dynamic_dns_address6"     # the same for the IPv6 address and AAAA records
 SCHEDULE = "dynamic-dns"
 ACTION = "dns.dynamic_check"
 
@@ -30,9 +31,10 @@ def set_enabled(actor: eventlog.Actor, on: bool) -> None:
     """Turn dynamic DNS on (remember the address now, install the schedule) or off."""
     Setting.put(SETTING, bool(on))
     if on:
-        current = public_address.detect()
-        if current:
-            Setting.put(LAST_ADDRESS, current)
+        for setting, current in ((LAST_ADDRESS, public_address.detect()),
+                                 (LAST_ADDRESS6, public_address.detect_ipv6())):
+            if current:
+                Setting.put(setting, current)
         schedules.save(SCHEDULE, config.get().dynamic_dns_pattern, ACTION)
     else:
         schedules.remove(SCHEDULE)
@@ -48,14 +50,23 @@ def check(fire_time: float | None = None, **_: object) -> list[str]:
     if not new:
         log.warning("dynamic DNS: the public address could not be detected; records left as they are")
         return []
-    old = Setting.read(LAST_ADDRESS)
+    moved = _move("A", LAST_ADDRESS, new)
+    new6 = public_address.detect_ipv6()
+    if new6:     # no IPv6 address found: AAAA records are left as they are
+        moved += [f for f in _move("AAAA", LAST_ADDRESS6, new6) if f not in moved]
+    return moved
+
+
+def _move(rtype: str, setting: str, new: str) -> list[str]:
+    """Repoint the `rtype` records from the remembered address to `new` (one event when moved)."""
+    old = Setting.read(setting)
     if old == new:
         return []
     lines = []
-    moved = dns_records.repoint(lines.append, dns_records.all_hosts(), old, new) if old else []
+    moved = dns_records.repoint(lines.append, dns_records.all_hosts(), old, new, rtype) if old else []
     for line in lines:
         log.info("dynamic DNS: %s", line)
-    Setting.put(LAST_ADDRESS, new)
+    Setting.put(setting, new)
     if old:
         eventlog.record("dyndns.update", eventlog.SYSTEM, fromIp=old, toIp=new, records=moved)
     return moved

@@ -4,7 +4,9 @@ GET /cloudron/server_ip answers and what dynamic DNS watches (domains.dynamic_dn
 How it is found is the `sysinfo_config` setting (Cloudron's names):
   generic            ask a what-is-my-IP service (core.config.ip_lookup_url, BERTH_IP_LOOKUP_URL);
   fixed              the address the admin gave (`ip`/`ipv4`, and/or `ipv6`);
-  network-interface  the IPv4 address of interface `ifname` (psutil).
+  network-interface  the IPv4 (and global IPv6) address of interface `ifname` (psutil).
+The IPv6 address (detect_ipv6, what AAAA records hold) comes from `fixed` or `network-interface`;
+`generic` finds none (the lookup service answers over whichever protocol reached it).
 With nothing stored, BERTH_PUBLIC_IP is the fixed address when set (so a server configured through
 its environment behaves as before), else `generic`.
 
@@ -78,10 +80,17 @@ def set_config(actor: eventlog.Actor, body: dict) -> dict:
     return clean
 
 
-def _interface_address(ifname: str) -> str | None:
+def _interface_address(ifname: str, family: int = socket.AF_INET) -> str | None:
     for addr in psutil.net_if_addrs().get(ifname, []):
-        if addr.family == socket.AF_INET:
-            return addr.address
+        if addr.family != family:
+            continue
+        if family == socket.AF_INET6:
+            # link-local (fe80::, with a %zone suffix), loopback and private ranges are not public
+            ip = ipaddress.ip_address(addr.address.split("%")[0])
+            if not ip.is_global:
+                continue
+            return str(ip)
+        return addr.address
     return None
 
 
@@ -115,6 +124,19 @@ def detect() -> str | None:
     else:
         found = lookup()
     return found if found and ipaddress.ip_address(found).version == 4 else None
+
+
+def detect_ipv6() -> str | None:
+    """The public IPv6 address (what AAAA records hold): the fixed one, or the interface's global
+    one; None otherwise (`generic` does not find one)."""
+    cfg = get_config()
+    if cfg["provider"] == "fixed":
+        found = cfg.get("ipv6")
+    elif cfg["provider"] == "network-interface":
+        found = _interface_address(cfg.get("ifname", ""), socket.AF_INET6)
+    else:
+        found = None
+    return found if found and ipaddress.ip_address(found).version == 6 else None
 
 
 def server_ip() -> str:

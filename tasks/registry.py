@@ -46,6 +46,7 @@ ACTIONS = {
     "dns.dynamic_check": "domains.dynamic_dns:check",
 }
 
+
 def _target(table, name):
     if name.startswith("test.") and config.get().test_task_bodies:
         return f"{config.get().test_task_bodies}:{name[5:]}"
