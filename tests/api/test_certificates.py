@@ -2,8 +2,6 @@
 Berth's own nginx; renewal; a refused order; user certificates for one app (configure/cert)."""
 import datetime
 import os
-import socket
-import ssl
 import time
 
 import pytest
@@ -12,6 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from support.acme_env import berth_with_pebble, served_leaf, verifies_against
 from support.apps_env import _berth, unique
 from support.bind import BindServer
 from support.harness import require
@@ -22,39 +21,8 @@ ACME_DOMAIN = "acme.test"
 
 @pytest.fixture(scope="module")
 def berth(parts, tmp_path_factory):
-    env = _berth(parts, tmp_path_factory)
-    pebble = Pebble(str(tmp_path_factory.mktemp("pebble")), env.http_port).start()
-    env.env.update({"BERTH_ACME_DIRECTORY": pebble.directory, "BERTH_ACME_CA_BUNDLE": pebble.ca_bundle})
-    env.pebble = pebble
-    try:
-        env.start()
-        r = env.api.post("/domains", json={"domain": ACME_DOMAIN, "provider": "noop", "config": {},
-                                           "tlsConfig": {"provider": "letsencrypt-staging"}})
-        assert r.status_code == 201, r.text
+    with berth_with_pebble(parts, tmp_path_factory, ACME_DOMAIN) as env:
         yield env
-    finally:
-        env.close()
-        pebble.stop()
-
-
-def served_leaf(berth, host):
-    """The certificate nginx sends for `host` (SNI), without verifying it."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", berth.https_port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname=host) as tls:
-            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
-
-
-def verifies_against(berth, host, root_pem):
-    """Does the chain nginx serves for `host` verify against `root_pem`, for that name?"""
-    ctx = ssl.create_default_context(cadata=root_pem)
-    try:
-        with socket.create_connection(("127.0.0.1", berth.https_port), timeout=10) as raw:
-            with ctx.wrap_socket(raw, server_hostname=host):
-                return True
-    except ssl.SSLCertVerificationError:
-        return False
 
 
 def renew_tasks(berth):

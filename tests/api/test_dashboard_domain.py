@@ -4,16 +4,13 @@ certificate odds and ends: renew_certs refused while a renewal runs, an app's up
 deleted with the app, a notification for an uploaded certificate about to end."""
 import json
 import os
-import socket
-import ssl
 import time
 
 import pytest
-from cryptography import x509
 
-from support.apps_env import _berth, unique
+from support.acme_env import berth_with_pebble, served_leaf, verifies_against
+from support.apps_env import unique
 from support.certs import make_cert
-from support.pebble import Pebble
 
 DASH_DOMAIN = "dash.test"
 DASH_FQDN = f"my.{DASH_DOMAIN}"
@@ -21,38 +18,8 @@ DASH_FQDN = f"my.{DASH_DOMAIN}"
 
 @pytest.fixture(scope="module")
 def berth(parts, tmp_path_factory):
-    env = _berth(parts, tmp_path_factory)
-    pebble = Pebble(str(tmp_path_factory.mktemp("pebble")), env.http_port).start()
-    env.env.update({"BERTH_ACME_DIRECTORY": pebble.directory, "BERTH_ACME_CA_BUNDLE": pebble.ca_bundle})
-    env.pebble = pebble
-    try:
-        env.start()
-        r = env.api.post("/domains", json={"domain": DASH_DOMAIN, "provider": "noop", "config": {},
-                                           "tlsConfig": {"provider": "letsencrypt-staging"}})
-        assert r.status_code == 201, r.text
+    with berth_with_pebble(parts, tmp_path_factory, DASH_DOMAIN) as env:
         yield env
-    finally:
-        env.close()
-        pebble.stop()
-
-
-def served_leaf(berth, host):
-    """The certificate nginx sends for `host` (SNI), without verifying it."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", berth.https_port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname=host) as tls:
-            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
-
-
-def verifies_against(berth, host, root_pem):
-    ctx = ssl.create_default_context(cadata=root_pem)
-    try:
-        with socket.create_connection(("127.0.0.1", berth.https_port), timeout=10) as raw:
-            with ctx.wrap_socket(raw, server_hostname=host):
-                return True
-    except ssl.SSLCertVerificationError:
-        return False
 
 
 def status_through_nginx(berth):
