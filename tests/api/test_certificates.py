@@ -6,13 +6,12 @@ import time
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from support.acme_env import berth_with_pebble, served_leaf, verifies_against
 from support.apps_env import _berth, unique
 from support.bind import BindServer
+from support.certs import make_cert
 from support.harness import require
 from support.pebble import Pebble
 
@@ -46,20 +45,6 @@ def is_pebble_issued(cert):
     return "Pebble" in cert.issuer.rfc4514_string()
 
 
-def short_lived(host, days=5):
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM).decode(),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()).decode())
-
-
 @pytest.fixture(scope="module")
 def issued(berth):
     """An app on the letsencrypt domain, once its order has been through."""
@@ -88,7 +73,7 @@ def test_renewal_replaces_a_certificate_about_to_expire(berth, issued):
     host = issued["fqdn"]
     before = served_leaf(berth, host)
     # A certificate five days from its end, where the ordered one is kept.
-    cert, key = short_lived(host)
+    cert, key = make_cert([host], days=5)
     base = os.path.join(berth.data_dir, "certs", f"acme_{host}")
     with open(base + ".cert", "w") as f:
         f.write(cert)
@@ -123,13 +108,13 @@ def test_refused_order_keeps_the_fallback_fails_the_task_and_notifies(berth):
 def test_configure_cert_wrong_key_is_refused_and_right_pair_served(berth, issued):
     host, app_id = issued["fqdn"], issued["id"]
     location = host.split(".")[0]
-    cert, key = short_lived(host, days=60)
-    _, other_key = short_lived(host, days=60)
+    cert, key = make_cert([host], days=60)
+    _, other_key = make_cert([host], days=60)
     path = f"/apps/{app_id}/configure/cert"
     body = {"domain": ACME_DOMAIN, "subdomain": location}
     r = berth.api.post(path, json={**body, "cert": cert, "key": other_key})
     assert r.status_code == 400 and "key" in r.text, r.text
-    other_cert, other_cert_key = short_lived("elsewhere.test", days=60)
+    other_cert, other_cert_key = make_cert(["elsewhere.test"], days=60)
     r = berth.api.post(path, json={**body, "cert": other_cert, "key": other_cert_key})
     assert r.status_code == 400 and host in r.text, r.text
     task = berth.run(berth.api.post(path, json={**body, "cert": cert, "key": key}))

@@ -8,18 +8,15 @@ import pytest
 
 import dns_providers
 from support.apps_env import _berth
-from support.bind import BindServer
-from support.harness import require
+from support.bind import running_bind
 
 IPV4, IPV6 = "192.0.2.66", "2001:db8::66"
 
 
 @pytest.fixture(scope="module")
 def bind():
-    require("BIND (Debian package bind9: named)", BindServer.available())
-    server = BindServer("six.example.test").start()
-    yield server
-    server.stop()
+    with running_bind("six.example.test") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

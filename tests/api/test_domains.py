@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 import dns_providers
 from core.masking import MASK
 from support.apps_env import _berth
-from support.bind import BindServer
+from support.bind import running_bind
 from support.certs import make_cert
-from support.harness import free_port, require, unique
+from support.harness import free_port, unique
 
 
 def new_domain():
@@ -251,10 +251,8 @@ PUBLIC_IP = "192.0.2.80"
 
 @pytest.fixture(scope="module")
 def bind():
-    require("BIND (Debian package bind9: named)", BindServer.available())
-    server = BindServer("rfc.example.test").start()
-    yield server
-    server.stop()
+    with running_bind("rfc.example.test") as server:
+        yield server
 
 
 def test_rfc2136_credentials_are_verified_and_the_secret_masked(owner, bind):

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from support.apps_env import _berth
-from support.bind import BindServer
-from support.harness import free_port, require
+from support.bind import running_bind
+from support.harness import free_port
 
 ADDRESS_A, ADDRESS_B = "192.0.2.10", "192.0.2.20"
 ELSEWHERE = "198.51.100.9"
@@ -50,10 +50,8 @@ class LookupService:
 
 @pytest.fixture(scope="module")
 def bind():
-    require("BIND (Debian package bind9: named)", BindServer.available())
-    server = BindServer("dyn.example.test").start()
-    yield server
-    server.stop()
+    with running_bind("dyn.example.test") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ TSIG key allowed to update that zone (`update-policy { grant <key> zonesub ANY; 
     server.stop()
 """
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from support.harness import free_port
+from support.harness import free_port, require
 
 NAMED = shutil.which("named") or "/usr/sbin/named"
 KEY_NAME = "berth-key"
@@ -115,3 +116,14 @@ zone "{self.zone}" {{
                 self.proc.wait()
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_bind(zone):
+    """A BindServer for `zone`, started and always stopped (fails clearly when named is missing)."""
+    require("BIND (Debian package bind9: named)", BindServer.available())
+    server = BindServer(zone).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,16 +1,11 @@
 """The certificate choice and renewal bookkeeping of domains.acme_orders on a real (SQLite) database
 and data dir, and the HTTP-01 answers nginx is given (reverse_proxy.acme_challenges). The ACME
 round trips themselves are in tests/api/test_certificates.py (against pebble)."""
-import datetime
 import os
 import tempfile
 import time
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 import domains
 from core import config
@@ -19,6 +14,7 @@ from eventlog import Actor
 from models import migrations, open_database
 from reverse_proxy import acme_challenges
 from reverse_proxy import certificate_files as cert_files
+from support.certs import make_cert
 
 DOMAIN = "le.example.test"
 
@@ -38,37 +34,23 @@ def data_dir():
     config.use(previous)
 
 
-def pair(host, days):
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM).decode(),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()).decode())
-
-
 def test_lookup_prefers_user_then_ordered_then_fallback(data_dir):
     host = f"app.{DOMAIN}"
     fallback = domains.fallback_certificates.certificate_files(host)
     assert acme_orders.certificate_files(host) == fallback          # nothing ordered yet
-    cert_files.write_files(f"acme_{host}", *pair(host, 90))
+    cert_files.write_files(f"acme_{host}", *make_cert([host], days=90))
     assert acme_orders.certificate_files(host) == cert_files.paths(f"acme_{host}")
-    cert_files.write_files(f"user_{host}", *pair(host, 90))
+    cert_files.write_files(f"user_{host}", *make_cert([host], days=90))
     assert acme_orders.certificate_files(host) == cert_files.paths(f"user_{host}")
     # an ordered certificate on a domain that is not (or no longer) on Let's Encrypt is not served
     plain = "app.plain.example.test"
-    cert_files.write_files(f"acme_{plain}", *pair(plain, 90))
+    cert_files.write_files(f"acme_{plain}", *make_cert([plain], days=90))
     assert acme_orders.certificate_files(plain) == domains.fallback_certificates.certificate_files(plain)
 
 
 def test_expired_ordered_certificate_falls_back(data_dir):
     host = f"old.{DOMAIN}"
-    cert_files.write_files(f"acme_{host}", *pair(host, -1))
+    cert_files.write_files(f"acme_{host}", *make_cert([host], days=-1, starts_in_days=-2))
     assert acme_orders.certificate_files(host) == domains.fallback_certificates.certificate_files(host)
     assert acme_orders.due([host]) == [host]
 
@@ -87,7 +69,7 @@ def test_failed_orders_back_off_doubling_up_to_a_day(data_dir):
 
 
 def test_renewal_check_over_1000_certificates_takes_under_a_second(data_dir):
-    soon, later = pair("x", 10), pair("x", 80)
+    soon, later = make_cert(["x"], days=10), make_cert(["x"], days=80)
     names = [f"h{i}.{DOMAIN}" for i in range(1000)]
     for i, host in enumerate(names):       # same PEMs: what is timed is the check, not key making
         cert_files.write_files(f"acme_{host}", *(soon if i % 4 == 0 else later))

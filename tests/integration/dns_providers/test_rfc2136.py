@@ -6,16 +6,13 @@ import os
 import pytest
 
 import dns_providers
-from support.bind import BindServer
-from support.harness import require
+from support.bind import running_bind
 
 
 @pytest.fixture(scope="module")
 def bind():
-    require("BIND (Debian package bind9: named)", BindServer.available())
-    server = BindServer("rfc.test").start()
-    yield server
-    server.stop()
+    with running_bind("rfc.test") as server:
+        yield server
 
 
 def provider(bind, zone=None, **override):
