@@ -62,11 +62,16 @@ def reconcile_runtime() -> None:
         if app.installation_state == "installed" and containers.inspect(app.id) is None:
             log.warning("container of app %s is missing: re-creating it", app.id)
             apps.queue_task(app, "pending_configure", "app.configure")
-    rows = [app for app in known.values() if app.installation_state != "pending_uninstall"]
+    if known or domains.dashboard.vhost_spec() or reverse_proxy.is_running():
+        # (no apps, no nginx: it starts with the first app). The rows are read again under the
+        # proxy's lock: an app installed or a dashboard moved since `known` keeps its vhost.
+        reverse_proxy.sync_app_vhosts(_all_vhost_specs, certificate=domains.certificate_files)
+
+
+def _all_vhost_specs() -> list[dict]:
+    rows = App.select().where(App.installation_state != "pending_uninstall")
     specs = vhost_specs(rows, reverse_proxy.vhosts())
-    specs += [s for s in [domains.dashboard.vhost_spec()] if s]  # Berth's own API at my.<domain>
-    if specs or reverse_proxy.is_running():  # no apps, no nginx: it starts with the first app
-        reverse_proxy.sync_app_vhosts(specs, certificate=domains.certificate_files)
+    return specs + [s for s in [domains.dashboard.vhost_spec()] if s]  # Berth's API at my.<domain>
 
 
 def vhost_specs(rows: Iterable[App], current: dict | None = None) -> list[dict]:

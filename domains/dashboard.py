@@ -117,9 +117,18 @@ def set_domain(actor: eventlog.Actor, domain: str) -> str:
     fallback while an order is queued). 409 when an app already has that name. Returns the name."""
     dom = _domain(domain)
     fqdn = hostnames.fqdn(DASHBOARD_LABEL, dom)
-    reverse_proxy.write_app_vhost(VHOST_ID, fqdn, config.get().port, certificate=acme_orders.certificate_files)
+    # The settings first: a start-up reconciliation syncing the vhosts meanwhile then keeps this
+    # one (it reads them under the proxy's lock); they are put back when nginx refuses the vhost.
+    before = Setting.read(ADMIN_DOMAIN), Setting.read(DASHBOARD_SERVED)
     Setting.put(ADMIN_DOMAIN, dom.domain)
     Setting.put(DASHBOARD_SERVED, True)
+    try:
+        reverse_proxy.write_app_vhost(VHOST_ID, fqdn, config.get().port,
+                                      certificate=acme_orders.certificate_files)
+    except BaseException:
+        Setting.put(ADMIN_DOMAIN, before[0])
+        Setting.put(DASHBOARD_SERVED, before[1])
+        raise
     acme_orders.request_for([fqdn])
     eventlog.record("dashboard.set", actor, domain=dom.domain, adminFqdn=fqdn)
     return fqdn

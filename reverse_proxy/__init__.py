@@ -12,7 +12,7 @@ imports the layers above it.
 """
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from core import config
 from core.errors import ApiError
@@ -20,6 +20,9 @@ from reverse_proxy import acme_challenges, apply, certificate_files, main_config
 from reverse_proxy.layout import Layout
 from reverse_proxy.nginx_process import ProxyError, nginx_available  # noqa: F401 - public names
 from reverse_proxy.vhost_files import STATES, CertificateLookup  # noqa: F401 - public names
+
+# The vhosts a sync makes: a list, or a function returning one (called with the lock held).
+SpecSource = Iterable[dict] | Callable[[], Iterable[dict]]
 
 log = logging.getLogger("berth")
 
@@ -161,13 +164,16 @@ class Proxy:
             self._commit({self.vhost_path(app_id): text})
         return self.vhost_path(app_id)
 
-    def sync_app_vhosts(self, specs: Iterable[dict], *, certificate: CertificateLookup) -> None:
+    def sync_app_vhosts(self, specs: SpecSource, *, certificate: CertificateLookup) -> None:
         """Make the vhosts exactly `specs` (dicts of write_app_vhost's arguments): written, and
-        every other app's vhost removed, in one check and one reload (start-up reconciliation)."""
-        specs = [self.spec(**s) for s in specs]
-        vhost_files.check_taken(specs, [])
-        texts = {self.vhost_path(s["app_id"]): self.render_vhost(s, certificate) for s in specs}
+        every other app's vhost removed, in one check and one reload (start-up reconciliation).
+        `specs` may be a function: it is then called with the lock held, so that a vhost another
+        process writes meanwhile (an install, the dashboard moving) is either in what it returns
+        or written after this sync, never removed as stale by a list read before it existed."""
         with apply.locked(self.layout):
+            specs = [self.spec(**s) for s in (specs() if callable(specs) else specs)]
+            vhost_files.check_taken(specs, [])
+            texts = {self.vhost_path(s["app_id"]): self.render_vhost(s, certificate) for s in specs}
             stale = {self.vhost_path(a): None for a in self.vhosts() if self.vhost_path(a) not in texts}
             self._commit({**stale, **texts})
 
@@ -211,7 +217,7 @@ def remove_app_vhost(app_id: str) -> bool:
     return proxy().remove_app_vhost(app_id)
 
 
-def sync_app_vhosts(specs: Iterable[dict], *, certificate: CertificateLookup) -> None:
+def sync_app_vhosts(specs: SpecSource, *, certificate: CertificateLookup) -> None:
     return proxy().sync_app_vhosts(specs, certificate=certificate)
 
 
