@@ -38,6 +38,18 @@ class Config:
     public_ip: str = ""      # this server's public address for app DNS records ("" = unknown: no writes)
     ip_lookup_url: str = "https://api.ipify.org"  # answers the caller's public IP as text (sysinfo `generic`)
     dynamic_dns_pattern: str = "0 */5 * * * *"    # when dynamic DNS re-checks the public address
+    # Addon services (addons/): images of the shared database servers and the per-app Redis.
+    # When the image cannot be pulled, Berth builds an equivalent from Debian packages.
+    postgresql_image: str = "postgres:15"
+    mysql_image: str = "mariadb:10.11"
+    redis_image: str = "redis:7"
+    debian_mirror: str = "http://deb.debian.org/debian"  # for the local image builds (debootstrap)
+    # The mail server (mail_server/): its ports, and the DNS server mail status checks ask.
+    mail_smtp_port: int = 25
+    mail_submission_port: int = 587
+    mail_imap_port: int = 143
+    mail_imaps_port: int = 993
+    mail_resolver: str = ""  # "address" or "address:port" ("" = the system's resolver)
     version: str = "1.0.0"
 
 
@@ -125,6 +137,33 @@ def _existing_file(env, name):
     return path
 
 
+def _image(env, name, default):
+    ref = env.get(name, "").strip() or default
+    if " " in ref or ref.startswith("-"):
+        raise ConfigError(f"{name}={ref!r} is not an image reference like 'name:tag'")
+    return ref
+
+
+def _resolver(env, name):
+    """"" or "address[:port]" of a DNS server (an IPv6 address with a port: "[addr]:port")."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return ""
+    host, port = raw, "53"
+    if raw.startswith("["):
+        host, _, rest = raw[1:].partition("]")
+        port = rest.lstrip(":") or "53"
+    elif raw.count(":") == 1:
+        host, port = raw.split(":")
+    try:
+        ipaddress.ip_address(host)
+        if not 1 <= int(port) <= 65535:
+            raise ValueError(port)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} must be an IP address, optionally with :port") from None
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def load(env: Mapping[str, str] | None = None) -> Config:
     """Build the Config from `env` (default os.environ) or raise ConfigError."""
     env = os.environ if env is None else env
@@ -157,6 +196,15 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         acme_ca_bundle=_existing_file(env, "BERTH_ACME_CA_BUNDLE"),
         ip_lookup_url=_http_url(env, "BERTH_IP_LOOKUP_URL", "https://api.ipify.org"),
         dynamic_dns_pattern=env.get("BERTH_DYNAMIC_DNS_PATTERN", "").strip() or "0 */5 * * * *",
+        postgresql_image=_image(env, "BERTH_POSTGRESQL_IMAGE", "postgres:15"),
+        mysql_image=_image(env, "BERTH_MYSQL_IMAGE", "mariadb:10.11"),
+        redis_image=_image(env, "BERTH_REDIS_IMAGE", "redis:7"),
+        debian_mirror=_http_url(env, "BERTH_DEBIAN_MIRROR", "http://deb.debian.org/debian"),
+        mail_smtp_port=_port(env, "BERTH_MAIL_SMTP_PORT", 25),
+        mail_submission_port=_port(env, "BERTH_MAIL_SUBMISSION_PORT", 587),
+        mail_imap_port=_port(env, "BERTH_MAIL_IMAP_PORT", 143),
+        mail_imaps_port=_port(env, "BERTH_MAIL_IMAPS_PORT", 993),
+        mail_resolver=_resolver(env, "BERTH_MAIL_RESOLVER"),
     )
 
 

@@ -1,0 +1,1 @@
+"""App addons (Cloudron manifest `addons`): databases, mail and storage an app declares."""

@@ -1,0 +1,1 @@
+"""The services Berth runs for the server (nginx, Docker, the addon databases, mail): status, logs, limits."""
