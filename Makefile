@@ -34,7 +34,7 @@ bench: .venv/.installed-test
 	@scripts/system.sh packages bench
 	@started=$$(scripts/system.sh dockerd-start); \
 	$(PY) bench/api.py && $(PY) bench/streams.py && $(PY) bench/apps.py && $(PY) bench/backups.py \
-	&& $(PY) bench/certificates.py && $(PY) bench/load.py; \
+	&& $(PY) bench/certificates.py && $(PY) bench/addons.py && $(PY) bench/mail.py && $(PY) bench/load.py; \
 	status=$$?; [ "$$started" = started ] && scripts/system.sh dockerd-stop; exit $$status
 
 # The soak test alone (bench/load.py: 50 clients, 5 minutes on SQLite then PostgreSQL; it fails on

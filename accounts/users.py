@@ -5,6 +5,7 @@ a password change or reset, deactivation and a role downgrade.
 """
 import secrets
 import uuid
+from collections.abc import Callable
 
 import peewee
 
@@ -255,16 +256,24 @@ def create_invite(actor: eventlog.Actor, user_id: str) -> str:
     return token
 
 
-def send_invite(actor: eventlog.Actor, user_id: str, email: str | None = None) -> None:
-    """Mail the current invite (to `email` when given, Cloudron 7+, else the user's address).
-    Outgoing mail is not built yet: once the checks pass the answer is 424."""
+def send_invite(actor: eventlog.Actor, user_id: str, email: str | None = None,
+                deliver: Callable[[User, str, str], None] | None = None) -> None:
+    """Mail an invite (to `email` when given, Cloudron 7+, else the user's address) through
+    `deliver(user, address, secret)`, which the mail layer passes (accounts sits below mail and
+    cannot send). Only the invite's hash is kept, so the mail carries a new secret, which replaces
+    the one create_invite made, as a new reset link does. Without `deliver` the answer is 424."""
     user = get_user(user_id)
     roles.check_manage(actor, user)
-    if email is not None:
-        emails.check(email)
+    address = emails.check(email) if email is not None else user.email
     if not user.invite_token_hash:
         raise Conflict("No invite was created for this user yet (call create_invite first)")
-    raise DependencyFailed("Cannot send the invite: outgoing mail is not configured")
+    if deliver is None:
+        raise DependencyFailed("Cannot send the invite: outgoing mail is not configured")
+    secret = secrets.token_hex(32)
+    deliver(user, address, secret)  # raises DependencyFailed when the mail cannot go out
+    user.invite_token_hash = tokens.hash_secret(secret)
+    user.save()
+    eventlog.record("user.invite", actor, userId=user.id, mailSentTo=address)
 
 
 def create_password_reset(actor: eventlog.Actor, user_id: str) -> str:

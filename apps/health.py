@@ -6,7 +6,11 @@ processes). It
   process, missing containers, stray containers and every vhost;
 - updates `health`/`runState` of installed apps from the container and the health-check path,
   and starts a container that died while it should run (Docker's restart policy covers
-  crashes; a `docker kill` counts as a manual stop for Docker, not for Berth).
+  crashes; a `docker kill` counts as a manual stop for Docker, not for Berth);
+- starts addon services (PostgreSQL, MySQL, each app's Redis) that should run and do not, before
+  the apps are checked (an app whose database is down is unhealthy until it is back), and
+  records `service.restart` in the event log for each;
+- brings the mail server back after a restart or reboot, in the background (mail.restore).
 
 A failure with one app (or of the reconciliation) is logged and the other apps are still
 checked: one bad row must not leave every app unwatched.
@@ -15,7 +19,9 @@ import logging
 
 import containers
 import eventlog
+from addons import services as addons_services
 from apps import probe, reconcile
+from mail import restore as mail_restore
 from models import utcnow
 from models.apps import App
 from tasks import schedules
@@ -37,11 +43,34 @@ def check_all(fire_time: float | None = None) -> None:
             _reconciled = True  # only once it worked: a failure (engine down) is retried next time
         except Exception:  # noqa: BLE001 - logged; the health checks below still run
             log.exception("reconciliation of apps failed; retried at the next health check")
+    heal_services()
+    restore_mail()
     for app in App.select().where(App.installation_state == "installed"):
         try:
             check(app)
         except Exception:  # noqa: BLE001 - one app's failure must not stop the others' checks
             log.exception("health check of app %s failed", app.id)
+
+
+def heal_services() -> None:
+    try:
+        healed = addons_services.check_and_heal()
+    except Exception:  # noqa: BLE001 - logged; the apps are still checked
+        log.exception("checking the addon services failed")
+        return
+    for name in healed:
+        # Cloudron's name of an app's Redis is redis:<appId> (addons call it redis-<appId>).
+        shown = "redis:" + name[6:] if name.startswith("redis-") else name
+        eventlog.record("service.restart", eventlog.SYSTEM, id=shown, reason="it was not running")
+
+
+def restore_mail() -> None:
+    """After a restart or reboot the mail server is brought back from the database, in the
+    background (mail.restore; a no-op once done, and while no mail domain is enabled)."""
+    try:
+        mail_restore.restore_soon()
+    except Exception:  # noqa: BLE001 - logged; the apps are still checked
+        log.exception("restoring the mail server failed")
 
 
 def check(app: App) -> None:

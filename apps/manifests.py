@@ -5,6 +5,7 @@ bad patterns; this adds cross-field rules and returns a normalised copy.
 """
 import re
 
+from addons import registry as addon_registry
 from core.errors import BadRequest
 
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
@@ -39,6 +40,8 @@ def validate(manifest: object, field: str = "manifest") -> dict:
     limit = manifest.get("memoryLimit", 0)
     if not isinstance(limit, int) or limit < 0:
         raise BadRequest("must be a number of bytes >= 0", f"{field}.memoryLimit")
+    # An addon Berth has not got (or cannot provide here) is refused now, before the app exists.
+    addon_registry.check_manifest(manifest.get("addons"), f"{field}.addons")
     return dict(manifest)
 
 

@@ -7,6 +7,7 @@ import apps
 import containers
 import domains
 import reverse_proxy
+from addons import registry as addon_registry
 from apps import task_steps
 from models import database, utcnow
 from models.apps import App
@@ -15,7 +16,8 @@ from tasks.context import TaskContext
 
 def install(task: TaskContext, app_id: str, **_: object) -> None:
     with task_steps.run_app_task(task, app_id, "pending_install") as app:
-        task_steps.bring_up(task, app)
+        # everything the addons get is new: a failed provisioning removes what it made
+        task_steps.bring_up(task, app, rollback_addons=True)
 
 
 def configure(task: TaskContext, app_id: str, previous_hosts: list[str] | tuple = (), **_: object) -> None:
@@ -38,6 +40,9 @@ def update(task: TaskContext, app_id: str, manifest: dict, app_store_id: str | N
     with task_steps.run_app_task(task, app_id, "pending_update") as app:
         task.progress(5, f"Updating to {manifest['id']} {manifest['version']}")
         containers.ensure_image(manifest["dockerImage"], log=task.log)
+        # Addons the new version no longer declares go (as on Cloudron); the scheduler's entries
+        # are replaced by the new manifest's in bring_up.
+        addon_registry.teardown_app(app, task.log, manifest=app.manifest, keep=manifest)
         task_steps.set_app(app.id, manifest=manifest, app_store_id=app_store_id or app.app_store_id,
                            update_time=utcnow())
         app.manifest = manifest
@@ -84,6 +89,10 @@ def uninstall(task: TaskContext, app_id: str, **_: object) -> None:
         task.progress(60, "Removing DNS records")
         domains.dns_records.remove(task.log, domains.dns_records.app_hosts(app))
         domains.acme_orders.remove_user_certificates(domains.dns_records.app_hosts(app))
+        task.progress(65, "Removing addons")
+        # databases, users, the app's Redis, scheduler entries; a failure fails the uninstall
+        # (the app stays, in error, and repair tries again) rather than leaving them behind
+        addon_registry.teardown_app(app, task.log)
         task.progress(70, "Removing data")
         apps.delete_data(app.id)
         with database.atomic():

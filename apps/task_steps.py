@@ -14,6 +14,7 @@ import apps
 import containers
 import domains
 import reverse_proxy
+from addons import registry as addon_registry
 from apps import manifests, probe
 from core import config
 from models import utcnow
@@ -35,8 +36,9 @@ def _app_origin(host):
     return f"https://{host}" + ("" if port == 443 else f":{port}")
 
 
-def environment(app: App) -> dict[str, str]:
-    """The CLOUDRON_* environment an app expects, plus its port bindings and custom env."""
+def environment(app: App, addon_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The CLOUDRON_* environment an app expects, plus its port bindings, what its addons give it
+    (`addon_env`: database credentials, mail settings) and its custom env."""
     host = apps.fqdn(app)
     env = {
         "CLOUDRON": "1",
@@ -47,6 +49,7 @@ def environment(app: App) -> dict[str, str]:
         "CLOUDRON_WEBADMIN_ORIGIN": _origin(),
     }
     env.update({name: str(port) for name, port in (app.port_bindings or {}).items()})
+    env.update(addon_env or {})
     env.update(app.env or {})
     return env
 
@@ -107,13 +110,21 @@ def create_container(task: TaskContext, app: App, percent: int = 40) -> App:
     manifest = app.manifest
     task.progress(percent, f"Getting image {manifest['dockerImage']}")
     containers.ensure_image(manifest["dockerImage"], log=task.log)
+    if addon_registry.declared(manifest):
+        task.progress(percent + 10, "Reading the addons' settings")
+    # Each database addon hands back its credentials (provisioning again if it had to be made).
+    env = environment(app, addon_registry.env_of(app, task.log))
+    mounts = [(m.source, m.target, m.read_only) for m in addon_registry.mounts_of(app)]
     task.progress(percent + 20, "Creating container")
     ports = {}
     for env_name, (container_port, proto) in manifests.declared_ports(manifest).items():
         if env_name in (app.port_bindings or {}):
             ports.setdefault(proto, {})[container_port] = app.port_bindings[env_name]
     created = containers.create_and_start(
-        app.id, manifest["dockerImage"], env=environment(app),
+        app.id, manifest["dockerImage"], env=env, mounts=mounts,
+        # the app network, where the addon services (postgresql, mysql, redis-<id>) answer by name;
+        # an app without such addons stays on the engine's default bridge, as before addons
+        network=containers.app_network() if addon_registry.needs_network(manifest) else None,
         memory_limit=app.memory_limit or manifest.get("memoryLimit") or None,
         data_dir=apps.data_dir(app.id), http_port=manifest["httpPort"], host_port=app.host_port,
         tcp_ports=ports.get("tcp"), udp_ports=ports.get("udp"),
@@ -149,13 +160,24 @@ def write_proxy(task: TaskContext, app: App, state: str = "running", percent: in
             task.log(f"certificate order queued as task {queued}")
 
 
-def bring_up(task: TaskContext, app: App) -> None:
-    """Data folder, image, container, health, vhost: the whole of an install, idempotent."""
+def setup_addons(task: TaskContext, app: App, rollback: bool = False, percent: int = 25) -> None:
+    """Provision the manifest's addons before the container starts. `rollback` (a fresh install):
+    a failure removes what this call provisioned; the AddonError (naming the addon and why) then
+    puts the app in `error` through run_app_task."""
+    if addon_registry.declared(app.manifest):
+        task.progress(percent, "Setting up addons")
+        addon_registry.setup_app(app, task.log, rollback=rollback)
+
+
+def bring_up(task: TaskContext, app: App, rollback_addons: bool = False) -> None:
+    """Data folder, addons, image, container, health, vhost: the whole of an install, idempotent.
+    `rollback_addons`: see setup_addons."""
     task.progress(10, "Creating data folder")
     containers.private_data_dir(apps.data_dir(app.id))  # <data>/apps and apps/<id> 0700
     task.progress(15, "Writing DNS records")  # before the vhost: an ACME order needs the names to resolve
     domains.dns_records.add(task.log, domains.dns_records.app_hosts(app))
     write_proxy(task, app, "installing", percent=20)
+    setup_addons(task, app, rollback=rollback_addons)
     app = create_container(task, app)
     wait_healthy(task, app)
     write_proxy(task, app)

@@ -3,11 +3,15 @@
 - `<data>/backup-work/<task>-<name>`: platform snapshots being packed, box backups being unpacked;
 - `<data>/apps/<id>/data.restore-<task>`: a backup downloaded beside an app's data folder;
 - `<data>/apps/<id>/data.old-<task>`: the app's data folder moved aside while the restored one
-  takes its place.
+  takes its place;
+- `<data>/backup-work/<task>-app-<id>`: an app backup with addons: the data folder as hard links
+  (link_tree) beside the database dumps.
 Each carries the id of its task, so cleanup can tell finished tasks' leftovers from live work.
 """
+import errno
 import os
 import shutil
+import stat
 
 from backups import records
 from core import data_paths
@@ -75,3 +79,50 @@ def tree_size(path: str) -> tuple[int, int]:
             except OSError:
                 pass
     return total, files
+
+
+def link_tree(src: str, dest: str) -> None:
+    """Make `dest` (absent) a copy of the app's data folder `src` out of hard links, so that an app
+    backup can hold the data folder beside its database dumps without copying it.
+
+    The folder is the app's: it may hold symlinks planted anywhere. os.fwalk opens every folder
+    relative to its parent without following symlinks, and entries are linked relative to that
+    descriptor without following them (a symlink is linked as the symlink), so nothing outside
+    `src` is ever reached. Folders are made anew with the mode, owner and times of the original.
+    Another file system (EXDEV) gets a copy of regular files and symlinks instead."""
+    os.mkdir(dest, 0o700)
+    made = []
+    for dirpath, dirnames, filenames, dirfd in os.fwalk(src, follow_symlinks=False):
+        rel = os.path.relpath(dirpath, src)
+        target = dest if rel == "." else os.path.join(dest, rel)
+        if rel != ".":
+            os.mkdir(target, 0o700)
+        made.append((target, os.fstat(dirfd)))
+        for name in dirnames + filenames:
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                continue        # fwalk goes into it (a symlink to a folder is linked below)
+            try:
+                os.link(name, os.path.join(target, name), src_dir_fd=dirfd, follow_symlinks=False)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+                _copy_entry(dirfd, name, os.path.join(target, name), st)
+    for target, st in reversed(made):
+        os.chown(target, st.st_uid, st.st_gid)
+        os.chmod(target, stat.S_IMODE(st.st_mode))
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _copy_entry(dirfd, name, target, st):
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(name, dir_fd=dirfd), target)
+        os.lchown(target, st.st_uid, st.st_gid)
+    elif stat.S_ISREG(st.st_mode):
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dirfd)
+        with os.fdopen(fd, "rb") as f, open(target, "xb") as out:
+            shutil.copyfileobj(f, out)
+        os.chown(target, st.st_uid, st.st_gid)
+        os.chmod(target, stat.S_IMODE(st.st_mode))
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    # device nodes, fifos, sockets: nothing an app restore would bring back anyway

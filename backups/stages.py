@@ -22,10 +22,12 @@ from collections.abc import Callable
 import apps
 import backup_storage
 import eventlog
+from addons import registry as addon_registry
 from backups import database_snapshots, formats, records, scratch, settings, snapshot_secrets
 from core import config, data_paths
 from core.errors import ApiError
 from eventlog import notifications
+from mail import account_mail
 from models.apps import App
 from models.backups import Backup
 from tasks.context import TaskContext, TaskStopped
@@ -57,11 +59,16 @@ def check_storage(cfg: dict) -> None:
 
 
 def notify_failure(title: str, exc: BaseException, task: TaskContext) -> None:
+    message = f"{reason(exc)}\n\nTask {task.id}; see its log for details."
     try:
-        notifications.add(title, f"{reason(exc)}\n\nTask {task.id}; see its log for details.")
+        notifications.add(title, message)
         eventlog.record("backup.finish", eventlog.SYSTEM, taskId=str(task.id), errorMessage=reason(exc))
     except Exception:  # noqa: BLE001 - the failure itself is what must be reported
         log.exception("could not record the backup failure")
+    try:  # and by mail to the admins, when outgoing mail works (best effort: the notification stands)
+        account_mail.notify_admins(title, message)
+    except Exception:  # noqa: BLE001
+        log.exception("could not mail the backup failure")
 
 
 # ---- making a backup ----------------------------------------------------------------------------
@@ -132,18 +139,41 @@ def backup_one(task: TaskContext, storage: backup_storage.Storage, cfg: dict, ro
             "stages": stages}
 
 
+# An app whose addons keep data outside its data folder (databases) is backed up as Cloudron does:
+# the data folder as `data/` beside one dump per addon (postgresqldump, mysqldump, dump.rdb), and
+# its app_config says so (DATA_FOLDER). Other apps' backups are their data folder itself, as before.
+DATA_FOLDER = "data"
+
+
 def app_backup(task: TaskContext, storage: backup_storage.Storage, cfg: dict, app: App, tag: str) -> dict:
+    dumps = addon_registry.dumps(app.manifest)
+    work = scratch.work_dir(task, f"app-{app.id}") if dumps else None
+
     def prepare(backup):
         src = apps.data_dir(app.id)
         if not os.path.isdir(src):
             os.makedirs(src, exist_ok=True)
+        figures = {}
+        if work is not None:
+            # The dumps go into a folder of Berth's, never into the data folder the app can write.
+            os.makedirs(work, mode=0o700)
+            scratch.link_tree(src, os.path.join(work, DATA_FOLDER))
+            figures["addons"] = addon_registry.backup_app(app, work, task.log)
+            src = work
         size, files = scratch.tree_size(src)
-        return src, {"size": size, "files": files}
+        return src, {"size": size, "files": files, **figures}
+    config = records.app_config(app)
+    if dumps:
+        config.update(dataFolder=DATA_FOLDER, addonDumps=dumps)
     fields = {"id": records.app_backup_id(tag, app), "type": "app", "app_id": app.id,
               "version": (app.manifest or {}).get("version", ""), "manifest": app.manifest,
-              "app_config": records.app_config(app)}
+              "app_config": config}
     fields["remote_path"] = fields["id"]
-    return backup_one(task, storage, cfg, fields, prepare, f"app {apps.fqdn(app)}")
+    try:
+        return backup_one(task, storage, cfg, fields, prepare, f"app {apps.fqdn(app)}")
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def box_backup(task: TaskContext, storage: backup_storage.Storage, cfg: dict, tag: str, depends_on: list,
@@ -199,3 +229,25 @@ def download(task: TaskContext, backup_id: str, staged: str) -> Backup:
     task.progress(10, f"Downloading backup {backup.id}")
     unpack(task, backup, staged)
     return backup
+
+
+def data_folder(backup: Backup, staged: str) -> str:
+    """Where the app's data folder is in the downloaded backup `staged`: the backup itself, or its
+    `data/` when it also holds addon dumps (app_backup)."""
+    if (backup.app_config or {}).get("dataFolder") == DATA_FOLDER:
+        return os.path.join(staged, DATA_FOLDER)
+    return staged
+
+
+def restore_addons(task: TaskContext, app: App, backup: Backup, staged: str,
+                   previous_manifest: dict | None = None) -> None:
+    """Fresh databases for the app, loaded from the dumps of the downloaded backup `staged`, before
+    its container starts. `previous_manifest`: the app's manifest before a restore, whose addons
+    the backed-up version does not declare are removed. A clone (a new app id) gets databases and
+    credentials of its own."""
+    if previous_manifest is not None:
+        addon_registry.teardown_app(app, task.log, manifest=previous_manifest, keep=app.manifest)
+    names = (backup.app_config or {}).get("addonDumps") or []
+    if names and (backup.app_config or {}).get("dataFolder") == DATA_FOLDER:
+        task.progress(40, "Restoring the addons' data")
+        addon_registry.restore_app(app, staged, task.log, names=names)

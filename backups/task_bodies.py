@@ -163,20 +163,22 @@ def restore_app(task: TaskContext, app_id: str, backup_id: str, previous: dict |
             _give_back(app_id, task, previous)
             raise
     with task_steps.run_app_task(task, app_id, "pending_restore") as app:
+        old_fqdn, old_manifest = apps.fqdn(app), app.manifest
         try:
             if fresh:
                 backup = stages.download(task, backup_id, staged)
             task.progress(30, "Stopping the app")
             containers.remove(app.id)
             task.progress(35, "Replacing the data folder")
-            scratch.replace_data(app.id, staged, task)
+            scratch.replace_data(app.id, stages.data_folder(backup, staged), task)
+            if backup.app_config:
+                App.update(**records.config_fields(backup.app_config), update_time=utcnow()).where(
+                    App.id == app.id).execute()
+            app = App.get_by_id(app.id)
+            # the databases as backed up, in place of today's (the dumps are in `staged`)
+            stages.restore_addons(task, app, backup, staged, previous_manifest=old_manifest)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
-        old_fqdn = apps.fqdn(app)
-        if backup.app_config:
-            App.update(**records.config_fields(backup.app_config), update_time=utcnow()).where(
-                App.id == app.id).execute()
-        app = App.get_by_id(app.id)
         if apps.fqdn(app) != old_fqdn and app.id in reverse_proxy.vhosts():
             reverse_proxy.remove_app_vhost(app.id)
         task_steps.bring_up(task, app)
@@ -194,7 +196,9 @@ def clone_app(task: TaskContext, app_id: str, backup_id: str, **_: object) -> di
         staged = scratch.staged_data(app.id, task)
         try:
             backup = stages.download(task, backup_id, staged)
-            scratch.replace_data(app.id, staged, task)
+            scratch.replace_data(app.id, stages.data_folder(backup, staged), task)
+            # databases of its own (new credentials), loaded from the source's dumps
+            stages.restore_addons(task, app, backup, staged)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
         task_steps.bring_up(task, app)

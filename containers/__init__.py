@@ -13,6 +13,8 @@ put one readable line into the app's `error`.
     ports.py           host ports held by Berth's containers, free_port
     app_containers.py  create_and_start (hardening, private data folder), lifecycle, inspect
     container_logs.py  logs, follow_logs, follow_logs_async
+    service_containers.py  the app network; addon service containers (run, inspect, exec with streams)
+    service_images.py  quick pulls, images imported from a root filesystem stream, derived images
 
 Callers use `import containers; containers.X`: the names below are the package's public face.
 """
@@ -30,7 +32,7 @@ from containers.app_containers import (  # noqa: F401
     stop,
     update_memory,
 )
-from containers.container_logs import LogFollower, follow_logs, follow_logs_async, logs  # noqa: F401
+from containers.container_logs import LogFollower, follow_logs, follow_logs_async, logs, service_logs  # noqa: F401
 from containers.engine import (  # noqa: F401
     LABEL_APP_ID,
     LABEL_HTTP_PORT,
@@ -44,3 +46,22 @@ from containers.engine import (  # noqa: F401
 )
 from containers.images import ensure_image, image_exists  # noqa: F401
 from containers.ports import PUBLISH_IP, free_port, reserved_ports  # noqa: F401
+from containers.service_containers import (  # noqa: F401
+    LABEL_SERVICE,
+    app_network,
+    app_network_name,
+    exec_run,
+    list_services,
+    memory_stats,
+    network_gateway,
+    remove_app_network,
+    remove_service,
+    restart_service,
+    run_service,
+    service_container_name,
+    service_inspect,
+    start_service,
+    stop_service,
+    update_service_memory,
+)
+from containers.service_images import derive_image, image_tags, import_rootfs, remove_image, try_pull  # noqa: F401

@@ -100,15 +100,19 @@ def create_and_start(app_id: str, image: str, *, env: dict | None = None, memory
                      data_dir: str, http_port: int, host_port: int | None = None,
                      tcp_ports: dict | None = None, udp_ports: dict | None = None, labels: dict | None = None,
                      restart_policy: str | None = "unless-stopped", ports_ip: str = host_ports.PUBLISH_IP,
-                     command: list[str] | None = None) -> dict:
+                     command: list[str] | None = None, network: str | None = None,
+                     mounts: list[tuple[str, str, bool]] | None = None) -> dict:
     """(Re)create the app's container and start it.
 
     Any existing container of the app is removed first. `data_dir` (created if missing, see
     private_data_dir) is bound at /app/data. The app's `http_port` is published on
     127.0.0.1:`host_port` (a free port Berth picks when None); `tcp_ports`/`udp_ports` map
     container port -> host port (None: pick one) on `ports_ip`. `command` (a list) replaces the
-    image's entrypoint and command (debug mode). Returns {"id", "name", "host_port", "tcp_ports",
-    "udp_ports"} with the ports actually published.
+    image's entrypoint and command (debug mode). `network` (the app network, see
+    service_containers.app_network) is the network the container joins instead of the default
+    bridge, where the addon services answer by name. `mounts`: more (host path, container path,
+    read_only) binds the app's addons ask for (the tls addon's /etc/certs). Returns {"id", "name",
+    "host_port", "tcp_ports", "udp_ports"} with the ports actually published.
     """
     name = container_name(app_id)
     if not os.path.isabs(data_dir):
@@ -140,7 +144,9 @@ def create_and_start(app_id: str, image: str, *, env: dict | None = None, memory
                 name=name,
                 environment=[f"{k}={v}" for k, v in (env or {}).items()],
                 labels=all_labels,
-                mounts=[docker.types.Mount(DATA_MOUNT, data_dir, type="bind", read_only=False)],
+                mounts=[docker.types.Mount(DATA_MOUNT, data_dir, type="bind", read_only=False)]
+                + [docker.types.Mount(target, source, type="bind", read_only=ro)
+                   for source, target, ro in mounts or ()],
                 ports=ports,
                 mem_limit=memory_limit or None,
                 # No swap beyond the limit: the app's memory limit is what it gets.
@@ -150,6 +156,7 @@ def create_and_start(app_id: str, image: str, *, env: dict | None = None, memory
                 stop_signal="SIGTERM",
                 cap_drop=CAP_DROP,
                 security_opt=SECURITY_OPT,
+                network=network,
             )
         try:
             with engine(f"Cannot start container {name}"):

@@ -2,13 +2,14 @@
 engine), as the last lines or as a live stream."""
 import asyncio
 import datetime
+import functools
 import threading
 from collections.abc import AsyncIterator
 
 import docker.errors
 import requests.exceptions
 
-from containers.engine import engine, get, must_get
+from containers.engine import ContainerError, client, engine, get, must_get
 
 LogLine = tuple[datetime.datetime | None, str]      # (when, as the engine stamped it; text)
 
@@ -32,7 +33,25 @@ def _parse_line(raw):
 def logs(app_id: str, lines: int | None = 100) -> list[LogLine]:
     """The last `lines` lines of the app container's output (stdout and stderr, in order) as
     [(timestamp, text)]; timestamps are aware UTC datetimes. No container: []."""
-    container = get(app_id)
+    return _logs(get(app_id), lines)
+
+
+def service_logs(service: str, lines: int | None = 100) -> list[LogLine]:
+    """logs() of an addon service's container (service_containers names it); none: []."""
+    return _logs(_service_container(service), lines)
+
+
+def _service_container(service):
+    from containers.service_containers import service_container_name
+    name = service_container_name(service)
+    with engine(f"Cannot inspect container {name}"):
+        try:
+            return client().containers.get(name)
+        except docker.errors.NotFound:
+            return None
+
+
+def _logs(container, lines):
     if container is None:
         return []
     with engine(f"Cannot read logs of {container.name}"):
@@ -48,8 +67,11 @@ class LogFollower:
     """Blocking iterator over the app container's log lines as (timestamp, text), starting with the
     last `lines` lines. Ends when the container stops or close() is called (from any thread)."""
 
-    def __init__(self, app_id: str, lines: int = 0) -> None:
-        container = must_get(app_id)
+    def __init__(self, app_id: str, lines: int = 0, *, service: str | None = None) -> None:
+        # `service`: follow that addon service's container instead of an app's.
+        container = must_get(app_id) if service is None else _service_container(service)
+        if container is None:
+            raise ContainerError(f"The container of service {service} does not exist")
         with engine(f"Cannot follow logs of {container.name}"):
             self._stream = container.logs(stdout=True, stderr=True, timestamps=True, stream=True,
                                           follow=True, tail=int(lines))
@@ -97,11 +119,11 @@ def follow_logs(app_id: str, lines: int = 0) -> LogFollower:
     return LogFollower(app_id, lines)
 
 
-async def follow_logs_async(app_id: str, lines: int = 0) -> AsyncIterator[LogLine]:
-    """Async generator over the app's log lines, read by a helper thread; closing the generator
-    (or cancelling its consumer) closes the engine stream and ends the thread."""
+async def follow_logs_async(app_id: str, lines: int = 0, *, service: str | None = None) -> AsyncIterator[LogLine]:
+    """Async generator over the app's (or addon `service`'s) log lines, read by a helper thread;
+    closing the generator (or cancelling its consumer) closes the engine stream and ends the thread."""
     loop = asyncio.get_running_loop()
-    follower = await asyncio.to_thread(LogFollower, app_id, lines)
+    follower = await asyncio.to_thread(functools.partial(LogFollower, app_id, lines, service=service))
     queue = asyncio.Queue()
     end = object()
 

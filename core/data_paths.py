@@ -4,6 +4,7 @@ onto the data dir itself.
     berth.db               the SQLite database (unless BERTH_DATABASE_URL says otherwise)
     apps/<id>/data         an app's persistent data (/app/data in its container)
     apps/<id>/icon         an app's custom icon
+    apps/<id>/tls/         copies of the app's certificate and key (tls addon, /etc/certs)
     avatars/<user id>      user avatars
     branding/cloudron_avatar  the Cloudron icon (branding)
     certs/                 certificate and key files nginx reads
@@ -11,9 +12,12 @@ onto the data dir itself.
     acme/certs/            certificates ordered from an ACME CA, and app certificates users uploaded
     acme/challenges/       pending HTTP-01 answers (token -> key authorization) nginx serves
     nginx/                 Berth's nginx: configuration, pid, logs
+    mail/                  Berth's mail server: configuration, queue, Maildirs (vmail/), DKIM keys, logs
     logs/tasks/            one log file per task
     backup-work/           scratch space of backup and restore tasks
     backups/               the default filesystem backup storage
+    services/<name>/       data of an addon service container (postgresql, mysql, redis-<app id>), 0700
+    addon-images/          the build of the local addon service image (lock, scratch root filesystem)
 """
 import os
 
@@ -42,6 +46,10 @@ def app_data(app_id: str) -> str:
 
 def app_icon(app_id: str) -> str:
     return under("apps", app_id, "icon")
+
+
+def app_tls(app_id: str) -> str:
+    return under("apps", app_id, "tls")
 
 
 def avatars() -> str:
@@ -86,3 +94,19 @@ def backup_work() -> str:
 
 def default_backups() -> str:
     return under("backups")
+
+
+def addon_services() -> str:
+    return under("services")
+
+
+def addon_service_data(name: str) -> str:
+    return under("services", name)
+
+
+def addon_image_builds() -> str:
+    return under("addon-images")
+
+
+def mail(data_dir: str | None = None) -> str:
+    return os.path.join(data_dir or root(), "mail")

@@ -1,6 +1,6 @@
 """What the kernel says about a process (through psutil): Berth checks its own helpers (nginx,
 task runners) this way, and tells a reused pid apart by its start time."""
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import psutil
 
@@ -73,3 +73,21 @@ def open_files(pid: int) -> list[str]:
         return [f.path for f in proc.open_files()] if proc else []
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return []
+
+
+def memory_used(pids: Iterable[int]) -> int:
+    """Resident memory (bytes) of these processes together; gone ones count 0. What /services
+    reports for host services (nginx master + workers, dockerd)."""
+    total = 0
+    for pid in pids:
+        proc = _process(pid)
+        try:
+            total += proc.memory_info().rss if proc else 0
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+def total_memory() -> int:
+    """The machine's physical memory in bytes: the base of a host service's memory percent."""
+    return psutil.virtual_memory().total

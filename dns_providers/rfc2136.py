@@ -93,7 +93,7 @@ class Rfc2136Provider:
 
     def upsert_records(self, name: str, rtype: str, values: list[str], ttl: int = 300) -> None:
         update = self._update()
-        rdatas = [f'"{v}"' if rtype.upper() == "TXT" else v for v in values]
+        rdatas = [_txt(v) if rtype.upper() == "TXT" else v for v in values]
         update.replace(name or "@", ttl, rtype, *rdatas)
         self._send(update, "update")
 
@@ -103,4 +103,8 @@ class Rfc2136Provider:
         self._send(update, "update")
 
 
-
+def _txt(value: str) -> str:
+    """A TXT value in presentation form: one string holds at most 255 bytes, so a longer value (a
+    DKIM key) is several strings, which readers join again (rdata_text)."""
+    chunks = [value[i:i + 255] for i in range(0, len(value), 255)] or [""]
+    return " ".join(f'"{c}"' for c in chunks)

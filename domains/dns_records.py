@@ -141,6 +141,22 @@ def repoint(log: Log, fqdns: Iterable[str], old: str, new: str, rtype: str = "A"
     return moved
 
 
+def write_mail_records(domain: str, records: list[tuple[str, str, list[str]]]) -> bool:
+    """Write a mail domain's records (MX, SPF, DKIM, DMARC; from mail.status) through the domain's
+    provider: `records` holds (name relative to the domain, "" for the domain itself, type, values).
+    Returns False when the provider writes nothing (noop, manual, wildcard: the admin's records);
+    DnsError when the provider refuses."""
+    dom = Domain.get_or_raise(NotFound(f"No such domain: {domain}"), Domain.domain == hostnames.normalise(domain))
+    if not dns_providers.writes(dom.provider):
+        return False
+    zone = dom.zone_name or dom.domain
+    provider = provider_for(dom)
+    for name, rtype, values in records:
+        fqdn = f"{name}.{dom.domain}" if name else dom.domain
+        provider.upsert_records(_relative(fqdn, zone), rtype, values)
+    return True
+
+
 def all_hosts() -> list[str]:
     """Every name Berth keeps a record for: each app's names and the dashboard's."""
     from domains import dashboard  # dashboard imports records, which imports this module

@@ -1,5 +1,5 @@
 """Why a domain cannot be removed: an explicit list of checks, each reading the table that puts
-names on domains (apps and the dashboard domain today; mail later gets its own check here).
+names on domains (apps, the dashboard domain, mail addresses).
 
 The checks query the models themselves. They used to be callbacks the apps module registered
 when it was imported, so a process that never imported apps let a used domain be deleted.
@@ -9,6 +9,7 @@ from collections.abc import Callable
 from domains import hostnames
 from models import Setting
 from models.apps import App
+from models.mail import MailAddress, MailDomain
 
 
 def _used_by_apps(domain: str) -> str | None:
@@ -29,7 +30,18 @@ def _is_dashboard_domain(domain: str) -> str | None:
     return None
 
 
-CHECKS: tuple[Callable[[str], str | None], ...] = (_used_by_apps, _is_dashboard_domain)
+def _has_mail_addresses(domain: str) -> str | None:
+    """Mailboxes, aliases or mailing lists on the domain (models.mail; domains may not import the
+    mail package, which sits above it). Their mail would otherwise be lost with the domain."""
+    if MailAddress.select().where(MailAddress.domain == domain).exists():
+        return "Domain has mailboxes, aliases or mailing lists; remove them first"
+    # The mail server serves it until mail is switched off there (which re-applies the server).
+    if MailDomain.select().where((MailDomain.domain == domain) & (MailDomain.enabled == True)).exists():  # noqa: E712
+        return "Mail is enabled on the domain; disable it first"
+    return None
+
+
+CHECKS: tuple[Callable[[str], str | None], ...] = (_used_by_apps, _is_dashboard_domain, _has_mail_addresses)
 
 
 def reason(domain: str) -> str | None:

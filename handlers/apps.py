@@ -5,6 +5,7 @@ import apps
 import backups
 import domains
 from apps import logs as app_logs
+from apps import mailbox as app_mailbox
 from handlers.app_schemas import full, restricted
 from handlers.backups import schema as backup_schema
 from web import event_stream
@@ -83,6 +84,10 @@ def set_location(appid, body, token_info):
                                     "overwriteDns") if k in body}
     return _task(apps.configure(actor(token_info), appid, **changes))
 
+
+
+def set_mailbox(appid, token_info, body=None):
+    return _task(app_mailbox.set_mailbox(actor(token_info), appid, body))
 
 def set_cert(appid, body, token_info):
     app = apps.get_app(appid)

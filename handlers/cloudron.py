@@ -7,10 +7,11 @@ import backups
 import domains
 import eventlog
 import platform_settings
-from accounts import activation_lock, reset_requests, sessions
+from accounts import activation_lock, sessions
 from core import config
 from core.errors import Conflict, NotFound
 from handlers import serialize
+from mail import account_mail
 from platform_settings import branding
 from web.request_context import actor, client_ip
 from web.unbuilt import not_implemented
@@ -107,7 +108,7 @@ def list_languages():
 
 def request_password_reset(body=None):
     # 202 whether or not a user matched: the answer must not reveal which accounts exist.
-    reset_requests.request((body or {}).get("identifier"), client_ip())
+    account_mail.request_password_reset((body or {}).get("identifier"), client_ip())
     return {}, 202
 
 

@@ -2,6 +2,7 @@
 import backups
 import domains
 import platform_settings
+import system_services
 from web.request_context import actor
 from web.unbuilt import not_implemented
 
@@ -91,4 +92,14 @@ def get_dynamic_dns():
 
 def set_dynamic_dns(body, token_info):
     domains.dynamic_dns.set_enabled(actor(token_info), body["enabled"])
+    return {}
+
+
+# platform_config: the memory limits of the addon services, the same ones POST /services/{name} sets.
+def get_platform_config():
+    return system_services.platform_config()
+
+
+def set_platform_config(body, token_info):
+    system_services.set_platform_config(actor(token_info), body)
     return {}

@@ -1,6 +1,7 @@
 """Users tag: user management by user managers and admins."""
 from accounts import users
 from handlers import serialize
+from mail import account_mail
 from web.request_context import actor
 from web.unbuilt import not_implemented
 
@@ -49,7 +50,7 @@ def create_invite(user_id, token_info):
 
 
 def send_invite(user_id, token_info):
-    users.send_invite(actor(token_info), user_id)
+    account_mail.send_invite(actor(token_info), user_id)
     return {}
 
 
@@ -86,8 +87,8 @@ def password_reset_link(user_id, token_info):
 
 
 def send_invite_email(user_id, token_info, body=None):
-    # Mail is not built yet: the same answers as send_invite (409 without an invite, else 424).
-    users.send_invite(actor(token_info), user_id, (body or {}).get("email"))
+    # The same as send_invite (409 without an invite, 424 when the mail cannot go out).
+    account_mail.send_invite(actor(token_info), user_id, (body or {}).get("email"))
     return {}, 202
 
 

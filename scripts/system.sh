@@ -5,7 +5,10 @@
 #   scripts/system.sh dockerd-stop        stop the dockerd this script started
 set -euo pipefail
 
-RUN_NEEDS=(dockerd:docker.io nginx:nginx-light)
+# The mail server (mail_server/): Berth runs its own Postfix, Dovecot and rspamd instances.
+RUN_NEEDS=(dockerd:docker.io nginx:nginx-light postfix:postfix dovecot:dovecot-core
+           /usr/lib/dovecot/imap:dovecot-imapd /usr/lib/dovecot/lmtp:dovecot-lmtpd rspamd:rspamd
+           /usr/lib/*/sasl2/libplain.so:libsasl2-modules debootstrap:debootstrap)
 TEST_NEEDS=(chromium:chromium chromedriver:chromium-driver curl:curl /bin/busybox:busybox-static
             /usr/lib/postgresql/*/bin/initdb:postgresql docker-registry:docker-registry
             pebble:pebble named:bind9)
@@ -28,7 +31,13 @@ packages() {
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "installing: ${missing[*]}"
   apt-get update -qq
+  # The system's own Postfix stays unconfigured: Berth's instance owns the mail ports.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Packages start their system services where an init system runs: Berth's instances need the ports.
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now postfix dovecot rspamd >/dev/null 2>&1 || true
+  fi
 }
 
 engine_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }

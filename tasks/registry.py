@@ -32,6 +32,7 @@ BODIES = {
     "certs.renew": "domains.task_bodies:renew",
     "certs.refresh": "domains.task_bodies:refresh",
     "dashboard.prepare": "domains.task_bodies:prepare_dashboard",
+    "mail.change_location": "mail.server_settings:change_location",
 }
 
 # stable name -> "package.module:function", called as action(fire_time=..., **args)
@@ -44,6 +45,7 @@ ACTIONS = {
     "backup.sweep": "backups.scheduled:sweep",
     "certs.renewal_check": "domains.task_bodies:renewal_check",
     "dns.dynamic_check": "domains.dynamic_dns:check",
+    "addons.scheduler_run": "addons.scheduler:run",
 }
 
 

@@ -148,8 +148,9 @@ def test_the_list_of_built_operations_is_complete():
     assert sorted(set(built) - set(_implemented())) == [], "add these to tests/api/implemented_operations.txt"
 
 
-AREA_PACKAGES = ("accounts", "addons", "apps", "backups", "backup_storage", "certificates", "containers", "dns_providers",
-                 "domains", "eventlog", "log_streams", "mail", "mail_server", "platform_settings", "system_services", "reverse_proxy", "core", "tasks")
+AREA_PACKAGES = ("accounts", "addons", "apps", "backups", "backup_storage", "certificates", "containers",
+                 "dns_providers", "domains", "eventlog", "log_streams", "mail", "mail_server", "platform_settings",
+                 "system_services", "reverse_proxy", "core", "tasks")
 
 
 def test_public_functions_of_the_area_packages_have_type_hints():

@@ -10,7 +10,13 @@ they were when its steps were written, so changing a model later cannot change a
 import peewee
 
 from models.db import database, is_postgres
-from models.migrations import v0001_to_v0006, v0007_stable_task_names
+from models.migrations import (
+    v0001_to_v0006,
+    v0007_stable_task_names,
+    v0008_app_addons,
+    v0009_mail,
+    v0010_app_mailbox,
+)
 
 
 class SchemaVersion(peewee.Model):
@@ -29,6 +35,9 @@ MIGRATIONS = [
     v0001_to_v0006.user_sort_key,
     v0001_to_v0006.backups,
     v0007_stable_task_names.migrate,
+    v0008_app_addons.migrate,
+    v0009_mail.migrate,
+    v0010_app_mailbox.migrate,
 ]
 
 
