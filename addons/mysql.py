@@ -10,12 +10,11 @@ streamed into a host file; a load replays one into a freshly created database.
 import hashlib
 from collections.abc import Callable
 
-import containers
-from addons import credentials, services
-from addons.errors import AddonError
+from addons import databases
 
 ADDON = "mysql"
 PORT = 3306
+_ROOT = ["-h", "127.0.0.1", "-uroot"]
 
 
 def _noop(line: str) -> None:
@@ -31,22 +30,6 @@ def _literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _run(argv, what, **kw):
-    env = {"MYSQL_PWD": services.root_password(ADDON)}
-    try:
-        code, out = containers.exec_run(services.container(ADDON), argv, env=env, **kw)
-    except containers.ContainerError as exc:
-        raise AddonError(ADDON, f"cannot {what}: {exc.message}") from None
-    if code != 0:
-        raise AddonError(ADDON, f"cannot {what}: {argv[0]} exited with {code}: "
-                                f"{out.decode(errors='replace').strip()[-500:]}")
-    return out.decode(errors="replace")
-
-
-def _sql(sql: str, what: str) -> str:
-    return _run(["mariadb", "-h", "127.0.0.1", "-uroot", "--batch"], what, stdin=sql.encode())
-
-
 def _create_sql(db, password, fresh=False):
     drop = f"DROP DATABASE IF EXISTS `{db}`;\n" if fresh else ""
     return (f"{drop}CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\n"
@@ -56,59 +39,36 @@ def _create_sql(db, password, fresh=False):
 
 
 def _env(db, password, host):
-    return {
-        "CLOUDRON_MYSQL_URL": f"mysql://{db}:{password}@{host}/{db}",
-        "CLOUDRON_MYSQL_HOST": host,
-        "CLOUDRON_MYSQL_PORT": str(PORT),
-        "CLOUDRON_MYSQL_USERNAME": db,
-        "CLOUDRON_MYSQL_PASSWORD": password,
-        "CLOUDRON_MYSQL_DATABASE": db,
-    }
+    return databases.env_vars(ADDON, "mysql", PORT, db, db, password, host)
+
+
+_ENGINE = databases.Engine(
+    addon=ADDON, title="MySQL", scheme="mysql", port=PORT, password_var="MYSQL_PWD",
+    names=lambda app_id: (name(app_id), name(app_id)),
+    sql_argv=["mariadb", *_ROOT, "--batch"],
+    create_sql=lambda db, _user, password, fresh: _create_sql(db, password, fresh),
+    drop_sql=lambda db, _user: f"DROP DATABASE IF EXISTS `{db}`;\nDROP USER IF EXISTS '{db}'@'%';\n",
+    dump_argv=lambda db: ["mariadb-dump", "--single-transaction", "--routines", "--triggers", "--events",
+                          "--hex-blob", *_ROOT, db],
+    load_argv=lambda db, _user: ["mariadb", *_ROOT, "--batch", db])
 
 
 def provision(app_id: str, log: Callable[[str], None] = _noop) -> dict[str, str]:
     """Create (or make sure of) the app's database and user; returns Cloudron's CLOUDRON_MYSQL_*
     variables. A second call returns the same credentials."""
-    stored = credentials.app_env(app_id, ADDON)
-    password = stored["CLOUDRON_MYSQL_PASSWORD"] if stored else credentials.new_password()
-    where = services.ensure_service(ADDON, log)
-    db = name(app_id)
-    _sql(_create_sql(db, password), f"create the database of app {app_id}")
-    env = _env(db, password, where["host"])
-    if env != stored:
-        credentials.put_app_env(app_id, ADDON, env)
-    log(f"MySQL database {db} ready")
-    return env
+    return databases.provision(_ENGINE, app_id, log)
 
 
 def deprovision(app_id: str, log: Callable[[str], None] = _noop) -> None:
     """Drop the app's database and user and forget its credentials; missing ones are fine."""
-    db = name(app_id)
-    if credentials.app_env(app_id, ADDON) is not None or credentials.service(ADDON) is not None:
-        services.ensure_service(ADDON, log)
-        _sql(f"DROP DATABASE IF EXISTS `{db}`;\nDROP USER IF EXISTS '{db}'@'%';\n",
-             f"drop the database of app {app_id}")
-        log(f"MySQL database {db} dropped")
-    credentials.forget_app_env(app_id, ADDON)
+    databases.deprovision(_ENGINE, app_id, log)
 
 
 def dump(app_id: str, path: str, log: Callable[[str], None] = _noop) -> None:
     """Write a consistent dump (mysqldump --single-transaction) of the app's database to `path`."""
-    db = name(app_id)
-    services.ensure_service(ADDON, log)
-    log(f"Dumping MySQL database {db}")
-    with credentials.create_private(path) as out:
-        _run(["mariadb-dump", "--single-transaction", "--routines", "--triggers", "--events", "--hex-blob",
-              "-h", "127.0.0.1", "-uroot", db], f"dump the database of app {app_id}", stdout_to=out)
+    databases.dump(_ENGINE, app_id, path, log)
 
 
 def load(app_id: str, path: str, log: Callable[[str], None] = _noop) -> None:
     """Replace the app's database with the dump at `path`, replayed into a fresh database."""
-    env = credentials.app_env(app_id, ADDON) or provision(app_id, log)
-    services.ensure_service(ADDON, log)
-    db = name(app_id)
-    _sql(_create_sql(db, env["CLOUDRON_MYSQL_PASSWORD"], fresh=True), f"recreate the database of app {app_id}")
-    log(f"Loading MySQL database {db}")
-    with credentials.open_dump(path) as dump_file:
-        _run(["mariadb", "-h", "127.0.0.1", "-uroot", "--batch", db], f"load the database of app {app_id}",
-             stdin=dump_file)
+    databases.load(_ENGINE, app_id, path, log)

@@ -16,3 +16,9 @@ def set_mailbox(actor: eventlog.Actor, app_id: str, body: dict | None) -> int:
         raise Conflict("App is being uninstalled")
     app_mail.set_mailbox(app, body.get("mailboxName"), body.get("mailboxDomain"))
     return apps.configure(actor, app_id, mailboxName=body.get("mailboxName"), mailboxDomain=body.get("mailboxDomain"))
+
+
+def address(app: object) -> tuple[str, str]:
+    """(mailboxName, mailboxDomain) as the app's details show them: the configured address, else
+    the default one (`<location>.app` on the app's domain), as Cloudron shows it."""
+    return app_mail.address_of(app)

@@ -31,12 +31,10 @@ import sys
 import tempfile
 import time
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(BENCH)
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+import common  # first: puts the repository and tests/ on sys.path
 
-from support import images  # noqa: E402
-from support.harness import Api, BerthServer, proxy_env, remove_app_containers, stop_proxy  # noqa: E402
+from support import images
+from support.harness import proxy_env, remove_app_containers, stop_proxy
 
 DOMAIN = "example.test"
 TARGET_ADDED_SECS = 2.0
@@ -69,15 +67,8 @@ class Bench:
         self.count = 0
 
     def start(self):
-        data_dir = os.path.join(self.tmp, "berth")
-        os.makedirs(data_dir)
-        self.server = BerthServer(data_dir=data_dir, env=self.env).start()
-        anon = Api(self.server.api)
-        r = anon.post("/cloudron/activate", json={"username": "owner", "password": "Owner-pass-1",
-                                                  "email": "owner@example.com"})
-        r.raise_for_status()
-        self.api = anon.with_token(r.json()["token"])
-        self.api.post("/domains", json={"domain": DOMAIN, "provider": "noop", "config": {}}).raise_for_status()
+        self.server = common.start_server(self.tmp, self.env)
+        self.api = common.activate(self.server, DOMAIN)
 
     def manifest(self, addons):
         return {"manifestVersion": 2, "id": "io.berth.bench.addons", "version": "1.0.0", "title": "bench",
@@ -88,34 +79,13 @@ class Bench:
         """(seconds from POST /apps/install to installed + healthy, app id)."""
         self.count += 1
         start = time.perf_counter()
-        r = self.api.post("/apps/install", json={"manifest": self.manifest(addons), "location": f"b{self.count}",
-                                                 "domain": DOMAIN, "accessRestriction": None})
-        if r.status_code != 202:
-            raise RuntimeError(f"install answered {r.status_code}: {r.text}")
-        app_id = r.json()["id"]
+        app_id = common.post_install(self.api, self.manifest(addons), f"b{self.count}", DOMAIN)["id"]
         self.app_ids.add(app_id)
-        deadline = time.monotonic() + timeout
-        while True:
-            app = self.api.get(f"/apps/{app_id}").json()
-            if app["installationState"] == "installed" and app["health"] == "healthy":
-                return time.perf_counter() - start, app_id
-            if app["installationState"] == "error":
-                raise RuntimeError(f"install failed: {app['error']}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"app {app_id} not healthy after {timeout} s: {app['installationState']}")
-            time.sleep(POLL_SECS)
+        common.wait_healthy(self.api, app_id, POLL_SECS, timeout)
+        return time.perf_counter() - start, app_id
 
     def uninstall(self, app_id):
-        r = self.api.post(f"/apps/{app_id}/uninstall")
-        r.raise_for_status()
-        task_id = r.json()["taskId"]
-        while True:
-            task = self.api.get(f"/tasks/{task_id}").json()
-            if not task["active"] and not task["pending"]:
-                break
-            time.sleep(POLL_SECS)
-        if not task["success"]:
-            raise RuntimeError(f"uninstall of {app_id} failed: {task['error']}")
+        common.uninstall(self.api, app_id, POLL_SECS)
         self.app_ids.discard(app_id)
 
     def instance(self):
@@ -189,6 +159,47 @@ class Bench:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+
+def measure(bench, args):
+    """The figures (see the module docs); common.run cleans up."""
+    figures = {}
+    bench.start()
+    print(f"image {bench.image}; Berth at {bench.server.url}", flush=True)
+    print("warm-up install with postgresql + redis (gets the service images, starts PostgreSQL) ...",
+          flush=True)
+    warm, app_id = bench.install(["postgresql", "redis"])
+    bench.uninstall(app_id)
+    print(f"  warm-up took {warm:.1f} s", flush=True)
+    plain, with_addons = [], []
+    for i in range(args.runs):
+        elapsed, app_id = bench.install(["postgresql", "redis"], timeout=300)
+        bench.uninstall(app_id)
+        with_addons.append(elapsed)
+        elapsed, app_id = bench.install([], timeout=300)
+        bench.uninstall(app_id)
+        plain.append(elapsed)
+        print(f"  run {i + 1}/{args.runs}: with addons {with_addons[-1]:.3f} s, "
+              f"without {plain[-1]:.3f} s", flush=True)
+    figures.update(with_addons=with_addons, without=plain)
+
+    if args.apps:
+        print(f"{args.apps} apps with postgresql installed one after another ...", flush=True)
+        t = time.perf_counter()
+        for _ in range(args.apps):
+            bench.install(["postgresql"], timeout=300)
+        print(f"  took {time.perf_counter() - t:.1f} s", flush=True)
+        time.sleep(5)
+        shared = bench.shared_postgresql()
+        shared_used = memory_used(shared)
+        reported = bench.api.get("/services/postgresql").json()["service"]
+        image = shared.attrs["Config"]["Image"]
+        print(f"{args.apps} separate PostgreSQL servers of {image} ...", flush=True)
+        separate = bench.separate_servers(image, args.apps)
+        figures.update(shared_bytes=shared_used, shared_reported=reported["memoryUsed"],
+                       separate_bytes=separate, image=image)
+    return figures
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="measured installs of each kind")
@@ -196,55 +207,9 @@ def main():
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
-    try:
-        bench = Bench()
-    except Exception as e:  # noqa: BLE001
-        print(f"cannot run: {e}")
+    figures = common.run(Bench, lambda bench: measure(bench, args))
+    if figures is None:
         return 2
-    figures = {}
-    try:
-        try:
-            bench.start()
-            print(f"image {bench.image}; Berth at {bench.server.url}", flush=True)
-            print("warm-up install with postgresql + redis (gets the service images, starts PostgreSQL) ...",
-                  flush=True)
-            warm, app_id = bench.install(["postgresql", "redis"])
-            bench.uninstall(app_id)
-            print(f"  warm-up took {warm:.1f} s", flush=True)
-            plain, with_addons = [], []
-            for i in range(args.runs):
-                elapsed, app_id = bench.install(["postgresql", "redis"], timeout=300)
-                bench.uninstall(app_id)
-                with_addons.append(elapsed)
-                elapsed, app_id = bench.install([], timeout=300)
-                bench.uninstall(app_id)
-                plain.append(elapsed)
-                print(f"  run {i + 1}/{args.runs}: with addons {with_addons[-1]:.3f} s, "
-                      f"without {plain[-1]:.3f} s", flush=True)
-            figures.update(with_addons=with_addons, without=plain)
-
-            if args.apps:
-                print(f"{args.apps} apps with postgresql installed one after another ...", flush=True)
-                t = time.perf_counter()
-                for _ in range(args.apps):
-                    bench.install(["postgresql"], timeout=300)
-                print(f"  took {time.perf_counter() - t:.1f} s", flush=True)
-                time.sleep(5)
-                shared = bench.shared_postgresql()
-                shared_used = memory_used(shared)
-                reported = bench.api.get("/services/postgresql").json()["service"]
-                image = shared.attrs["Config"]["Image"]
-                print(f"{args.apps} separate PostgreSQL servers of {image} ...", flush=True)
-                separate = bench.separate_servers(image, args.apps)
-                figures.update(shared_bytes=shared_used, shared_reported=reported["memoryUsed"],
-                               separate_bytes=separate, image=image)
-        except Exception as e:  # noqa: BLE001
-            print(f"benchmark failed: {e}")
-            if bench.server is not None:
-                print(bench.server.log()[-2000:])
-            return 2
-    finally:
-        bench.cleanup()
 
     w50, p50 = statistics.median(figures["with_addons"]), statistics.median(figures["without"])
     added = w50 - p50

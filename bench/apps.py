@@ -38,12 +38,10 @@ import sys
 import tempfile
 import time
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(BENCH)
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+import common  # first: puts the repository and tests/ on sys.path
 
-from support import images  # noqa: E402
-from support.harness import Api, BerthServer, proxy_env, remove_app_containers, stop_proxy  # noqa: E402
+from support import images
+from support.harness import proxy_env, remove_app_containers, stop_proxy
 
 DOMAIN = "example.test"
 TARGET_OVERHEAD_SECS = 1.0
@@ -70,16 +68,8 @@ class Bench:
     # -- Berth ----------------------------------------------------------------------------------
 
     def start(self):
-        data_dir = os.path.join(self.tmp, "berth")
-        os.makedirs(data_dir)
-        self.server = BerthServer(data_dir=data_dir, env=self.env).start()
-        anon = Api(self.server.api)
-        r = anon.post("/cloudron/activate", json={"username": "owner", "password": "Owner-pass-1",
-                                                  "email": "owner@example.com"})
-        r.raise_for_status()
-        self.api = anon.with_token(r.json()["token"])
-        r = self.api.post("/domains", json={"domain": DOMAIN, "provider": "noop", "config": {}})
-        r.raise_for_status()
+        self.server = common.start_server(self.tmp, self.env)
+        self.api = common.activate(self.server, DOMAIN)
 
     def manifest(self):
         return {"manifestVersion": 2, "id": "io.berth.bench.httpd", "version": "1.0.0",
@@ -89,26 +79,17 @@ class Bench:
     def post_install(self):
         self.count += 1
         location = f"bench{self.count}"
-        r = self.api.post("/apps/install", json={"manifest": self.manifest(), "location": location,
-                                                 "domain": DOMAIN, "accessRestriction": None})
-        if r.status_code != 202:
-            raise RuntimeError(f"install answered {r.status_code}: {r.text}")
-        self.app_ids.add(r.json()["id"])
-        return r.json()["id"], r.json()["taskId"], f"{location}.{DOMAIN}"
+        app = common.post_install(self.api, self.manifest(), location, DOMAIN)
+        self.app_ids.add(app["id"])
+        return app["id"], app["taskId"], f"{location}.{DOMAIN}"
 
     def berth_install(self):
         """Seconds from POST /apps/install to the app reported installed and healthy."""
         t0 = time.time()
         start = time.perf_counter()
         app_id, task_id, fqdn = self.post_install()
-        while True:
-            app = self.api.get(f"/apps/{app_id}").json()
-            if app["installationState"] == "installed" and app["health"] == "healthy":
-                elapsed = time.perf_counter() - start
-                break
-            if app["installationState"] == "error":
-                raise RuntimeError(f"install failed: {app['error']}")
-            time.sleep(POLL_SECS)
+        common.wait_healthy(self.api, app_id, POLL_SECS)
+        elapsed = time.perf_counter() - start
         self.check_served(fqdn)
         phases = self.phases(task_id, t0, t0 + elapsed)
         self.uninstall(app_id)
@@ -121,21 +102,8 @@ class Bench:
         if images.INDEX_MARKER not in out.stdout:
             raise RuntimeError(f"{fqdn} is not served through nginx: {out.stdout[:200]} {out.stderr}")
 
-    def wait_task(self, task_id, timeout=120):
-        deadline = time.monotonic() + timeout
-        while True:
-            task = self.api.get(f"/tasks/{task_id}").json()
-            if not task["active"] and not task["pending"]:
-                return task
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"task {task_id} still running after {timeout}s")
-            time.sleep(POLL_SECS)
-
     def uninstall(self, app_id):
-        r = self.api.post(f"/apps/{app_id}/uninstall")
-        r.raise_for_status()
-        if not self.wait_task(r.json()["taskId"])["success"]:
-            raise RuntimeError(f"uninstall of {app_id} failed")
+        common.uninstall(self.api, app_id, POLL_SECS, timeout=120)
 
     def phases(self, task_id, posted, observed):
         """Where the install's time went, from the timestamps of the task log lines."""
@@ -220,7 +188,7 @@ class Bench:
         for _ in range(count):
             t = time.perf_counter()
             app_id, task_id, _ = self.post_install()
-            task = self.wait_task(task_id)
+            task = common.wait_task(self.api, task_id, POLL_SECS, timeout=120)
             if not task["success"]:
                 raise RuntimeError(f"install {app_id} failed: {task['error']}")
             app = self.api.get(f"/apps/{app_id}").json()
@@ -244,6 +212,28 @@ class Bench:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+
+def measure(bench, args):
+    """The figures (see the module docs); common.run cleans up."""
+    bench.start()
+    print(f"image {bench.image}; Berth at {bench.server.url}, nginx on 127.0.0.1:{bench.https_port}",
+          flush=True)
+    print("warm-up install ...", flush=True)
+    bench.berth_install()
+    bench.direct_run()
+    berth, direct, phases = [], [], []
+    for i in range(args.runs):
+        elapsed, phase = bench.berth_install()
+        berth.append(elapsed)
+        phases.append(phase)
+        direct.append(bench.direct_run())
+        print(f"  run {i + 1}/{args.runs}: Berth {berth[-1]:.3f} s, direct {direct[-1]:.3f} s",
+              flush=True)
+    print(f"{args.sequential} apps installed one after another ...", flush=True)
+    total, each = bench.sequential(args.sequential) if args.sequential else (0.0, [])
+    return berth, direct, phases, total, each
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="measured installs of each kind")
@@ -251,36 +241,10 @@ def main():
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
-    try:
-        bench = Bench()
-    except Exception as e:  # noqa: BLE001
-        print(f"cannot run: {e}")
+    figures = common.run(Bench, lambda bench: measure(bench, args))
+    if figures is None:
         return 2
-    try:
-        try:
-            bench.start()
-            print(f"image {bench.image}; Berth at {bench.server.url}, nginx on 127.0.0.1:{bench.https_port}",
-                  flush=True)
-            print("warm-up install ...", flush=True)
-            bench.berth_install()
-            bench.direct_run()
-            berth, direct, phases = [], [], []
-            for i in range(args.runs):
-                elapsed, phase = bench.berth_install()
-                berth.append(elapsed)
-                phases.append(phase)
-                direct.append(bench.direct_run())
-                print(f"  run {i + 1}/{args.runs}: Berth {berth[-1]:.3f} s, direct {direct[-1]:.3f} s",
-                      flush=True)
-            print(f"{args.sequential} apps installed one after another ...", flush=True)
-            total, each = bench.sequential(args.sequential) if args.sequential else (0.0, [])
-        except Exception as e:  # noqa: BLE001
-            print(f"benchmark failed: {e}")
-            if bench.server is not None:
-                print(bench.server.log()[-2000:])
-            return 2
-    finally:
-        bench.cleanup()
+    berth, direct, phases, total, each = figures
 
     b50, d50 = statistics.median(berth), statistics.median(direct)
     overhead = b50 - d50

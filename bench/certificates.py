@@ -40,11 +40,9 @@ import tempfile
 import threading
 import time
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(BENCH)
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+import common  # noqa: F401 - first: puts the repository and tests/ on sys.path
 
-from support.harness import free_port  # noqa: E402
+from support.harness import free_port
 
 DOMAIN = "bench.test"
 TARGET_RATIO = 1.20

@@ -42,13 +42,10 @@ import sys
 import tempfile
 import time
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(BENCH)
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+import common  # first: puts the repository and tests/ on sys.path
+import requests
 
-import requests  # noqa: E402
-
-from support.harness import Api, BerthServer, free_port  # noqa: E402
+from support.harness import free_port
 
 DOMAIN = "bench-mail.test"
 HOSTNAME = f"my.{DOMAIN}"
@@ -169,16 +166,8 @@ class Bench:
         env = {"BERTH_MAIL_SMTP_PORT": str(p["smtp"]), "BERTH_MAIL_SUBMISSION_PORT": str(p["submission"]),
                "BERTH_MAIL_IMAP_PORT": str(p["imap"]), "BERTH_MAIL_IMAPS_PORT": str(p["imaps"]),
                "BERTH_PUBLIC_IP": "192.0.2.10", "BERTH_RATE_LIMIT": "0"}
-        data_dir = os.path.join(self.tmp, "berth")
-        os.makedirs(data_dir)
-        self.server = BerthServer(data_dir=data_dir, env=env).start()
-        anon = Api(self.server.api)
-        r = anon.post("/cloudron/setup", json={"dnsConfig": {"provider": "noop", "domain": DOMAIN, "config": {}}})
-        r.raise_for_status()
-        r = anon.post("/cloudron/activate", json={"username": "owner", "password": "Owner-pass-1",
-                                                  "email": "owner@example.com"})
-        r.raise_for_status()
-        self.api = anon.with_token(r.json()["token"])
+        self.server = common.start_server(self.tmp, env)
+        self.api = common.activate(self.server, DOMAIN, through_setup=True)
         r = requests.post(f"{self.server.api}/mail/{DOMAIN}/enable", json={"enabled": True}, timeout=600,
                           headers={"Authorization": f"Bearer {self.api.token}"})
         if r.status_code != 202:
@@ -267,6 +256,33 @@ class Bench:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def measure(bench, args):
+    """The figures (see the module docs); common.run cleans up."""
+    print("starting Berth and its mail server (rspamd's first start takes a while) ...", flush=True)
+    berth = bench.start_berth()
+    print("starting the directly configured mail server ...", flush=True)
+    direct = bench.start_direct()
+    targets = [berth, direct]
+    try:
+        for target in targets:
+            target.connect()
+            delivery_time(target, 20)       # warm-up: not counted
+        times = {"Berth": [], "direct": []}
+        for i in range(args.runs):
+            for target in targets:
+                times[target.name].append(delivery_time(target, args.messages))
+            print(f"  run {i + 1}/{args.runs}: Berth {times['Berth'][-1]:.2f} s, "
+                  f"direct {times['direct'][-1]:.2f} s", flush=True)
+    finally:
+        for target in targets:
+            target.close()
+    bench.direct.stop()                 # only Berth's server from here on
+    print(f"writing {args.present} mailboxes into Berth's database ...", flush=True)
+    fill_secs = bench.fill(args.present)
+    adds = [bench.accepted_after(f"newcomer{i}") for i in range(3)]
+    return times, fill_secs, adds
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=1000, help="messages per measured run")
@@ -276,43 +292,10 @@ def main():
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
-    try:
-        bench = Bench(args.mailboxes)
-    except Exception as e:  # noqa: BLE001
-        print(f"cannot run: {e}")
+    figures = common.run(lambda: Bench(args.mailboxes), lambda bench: measure(bench, args))
+    if figures is None:
         return 2
-    targets = []
-    try:
-        try:
-            print("starting Berth and its mail server (rspamd's first start takes a while) ...", flush=True)
-            berth = bench.start_berth()
-            print("starting the directly configured mail server ...", flush=True)
-            direct = bench.start_direct()
-            targets = [berth, direct]
-            for target in targets:
-                target.connect()
-                delivery_time(target, 20)       # warm-up: not counted
-            times = {"Berth": [], "direct": []}
-            for i in range(args.runs):
-                for target in targets:
-                    times[target.name].append(delivery_time(target, args.messages))
-                print(f"  run {i + 1}/{args.runs}: Berth {times['Berth'][-1]:.2f} s, "
-                      f"direct {times['direct'][-1]:.2f} s", flush=True)
-            for target in targets:
-                target.close()
-            bench.direct.stop()                 # only Berth's server from here on
-            print(f"writing {args.present} mailboxes into Berth's database ...", flush=True)
-            fill_secs = bench.fill(args.present)
-            adds = [bench.accepted_after(f"newcomer{i}") for i in range(3)]
-        except Exception as e:  # noqa: BLE001
-            print(f"benchmark failed: {e}")
-            if bench.server is not None:
-                print(bench.server.log()[-2000:])
-            return 2
-    finally:
-        for target in targets:
-            target.close()
-        bench.cleanup()
+    times, fill_secs, adds = figures
 
     b50, d50 = statistics.median(times["Berth"]), statistics.median(times["direct"])
     overhead = (b50 - d50) / d50 * 100

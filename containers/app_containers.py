@@ -10,11 +10,9 @@ through setuid binaries (no-new-privileges).
 """
 import os
 import socket
-import time
 
 import docker.errors
 import docker.types
-import requests.exceptions
 
 from containers import ports as host_ports
 from containers.engine import (
@@ -23,12 +21,17 @@ from containers.engine import (
     LABEL_HTTP_PORT,
     LABEL_MANAGED,
     ContainerError,
+    check_memory_limit,
     client,
     container_name,
     engine,
     get,
+    inspect_raw,
     must_get,
     reason,
+    remove_container,
+    remove_quietly,
+    state_of,
 )
 from core import data_paths
 
@@ -163,38 +166,18 @@ def create_and_start(app_id: str, image: str, *, env: dict | None = None, memory
                 container.start()
         except ContainerError as exc:
             # A container that never started is of no use and would be mistaken for the app's.
-            _remove_quietly(container.id)
+            remove_quietly(container.id)
             if attempt + 1 < attempts and _port_in_use(exc.__cause__):
                 continue
             raise
         return {"id": container.id, "name": name, "host_port": http_host, "tcp_ports": tcp, "udp_ports": udp}
 
 
-def _remove_quietly(container_id):
-    try:
-        client().api.remove_container(container_id, force=True)
-    except (docker.errors.DockerException, requests.exceptions.RequestException):
-        pass
-
-
 # --- lifecycle -------------------------------------------------------------------------------
 
 def remove(app_id: str) -> None:
     """Remove the app's container (running or not). A missing container is fine."""
-    name = container_name(app_id)
-    deadline = time.monotonic() + 30
-    while True:
-        with engine(f"Cannot remove container {name}"):
-            try:
-                client().api.remove_container(name, force=True, v=True)
-                return
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError as exc:
-                # Another removal of it is under way: wait for that one to finish.
-                if exc.status_code != 409 or time.monotonic() > deadline:
-                    raise
-        time.sleep(0.1)
+    remove_container(container_name(app_id))
 
 
 def stop(app_id: str, timeout: float = STOP_TIMEOUT) -> None:
@@ -226,8 +209,7 @@ def restart(app_id: str, timeout: float = STOP_TIMEOUT) -> None:
 
 def update_memory(app_id: str, memory_limit: int) -> None:
     """Change the running container's memory limit in place (bytes, > 0)."""
-    if isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit <= 0:
-        raise ValueError("memory_limit must be a positive number of bytes")
+    check_memory_limit(memory_limit)
     container = must_get(app_id)
     with engine(f"Cannot update memory limit of {container.name}"):
         container.update(mem_limit=memory_limit, memswap_limit=memory_limit)
@@ -239,12 +221,9 @@ def inspect(app_id: str) -> dict | None:
     """The app container's state, or None when it has none:
     {exists, id, running, status, restart_count, exit_code, oom_killed, error, started_at,
      finished_at, pid, host_port, http_port, tcp_ports, udp_ports, image, memory_limit, labels}."""
-    name = container_name(app_id)
-    with engine(f"Cannot inspect container {name}"):
-        try:
-            info = client().api.inspect_container(name)
-        except docker.errors.NotFound:
-            return None
+    info = inspect_raw(container_name(app_id))
+    if info is None:
+        return None
     state = info.get("State") or {}
     host_config = info.get("HostConfig") or {}
     labels = (info.get("Config") or {}).get("Labels") or {}
@@ -254,13 +233,7 @@ def inspect(app_id: str) -> dict | None:
         "exists": True,
         "id": info["Id"],
         "running": bool(state.get("Running")),
-        "status": state.get("Status"),       # created, running, restarting, paused, exited, dead
-        "restart_count": info.get("RestartCount", 0),
-        "exit_code": state.get("ExitCode"),
-        "oom_killed": bool(state.get("OOMKilled")),
-        "error": state.get("Error") or None,
-        "started_at": state.get("StartedAt"),
-        "finished_at": state.get("FinishedAt"),
+        **state_of(info),
         "pid": state.get("Pid") or None,
         "http_port": http_port,
         "host_port": tcp.get(http_port),

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import docker.errors
 import requests.exceptions
 
-from containers.engine import ContainerError, client, engine, get, must_get
+from containers.engine import ContainerError, engine, find, get, must_get
 
 LogLine = tuple[datetime.datetime | None, str]      # (when, as the engine stamped it; text)
 
@@ -43,12 +43,7 @@ def service_logs(service: str, lines: int | None = 100) -> list[LogLine]:
 
 def _service_container(service):
     from containers.service_containers import service_container_name
-    name = service_container_name(service)
-    with engine(f"Cannot inspect container {name}"):
-        try:
-            return client().containers.get(name)
-        except docker.errors.NotFound:
-            return None
+    return find(service_container_name(service))
 
 
 def _logs(container, lines):

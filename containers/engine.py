@@ -4,6 +4,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 
 import docker
 import docker.errors
@@ -101,14 +102,18 @@ def container_name(app_id: str) -> str:
     return f"berth-{app_id}"
 
 
-def get(app_id: str) -> Container | None:
-    """The app's container object, or None when there is none."""
-    name = container_name(app_id)
+def find(name: str) -> Container | None:
+    """The container object of that name, or None when there is none."""
     with engine(f"Cannot inspect container {name}"):
         try:
             return client().containers.get(name)
         except docker.errors.NotFound:
             return None
+
+
+def get(app_id: str) -> Container | None:
+    """The app's container object, or None when there is none."""
+    return find(container_name(app_id))
 
 
 def must_get(app_id: str) -> Container:
@@ -121,3 +126,59 @@ def must_get(app_id: str) -> Container:
 def instance_id() -> str:
     """Which Berth (one data dir) a container belongs to, so several on one engine tell theirs apart."""
     return hashlib.sha256(os.path.realpath(config.get().data_dir).encode()).hexdigest()[:16]
+
+
+# --- shared by app and service containers ----------------------------------------------------------
+
+def remove_container(name: str) -> None:
+    """Remove a container by name (running or not, with its anonymous volumes). Missing is fine;
+    while another removal of it is under way (409) wait for that one, up to 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        with engine(f"Cannot remove container {name}"):
+            try:
+                client().api.remove_container(name, force=True, v=True)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409 or time.monotonic() > deadline:
+                    raise
+        time.sleep(0.1)
+
+
+def remove_quietly(container_id: str) -> None:
+    """Remove a container that failed to start; the start's own error is the one that matters."""
+    try:
+        client().api.remove_container(container_id, force=True)
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        pass
+
+
+def check_memory_limit(memory_limit: int) -> None:
+    """A memory limit must be a positive number of bytes (not a bool)."""
+    if isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit <= 0:
+        raise ValueError("memory_limit must be a positive number of bytes")
+
+
+def inspect_raw(name: str) -> dict | None:
+    """The engine's inspection of the container of that name, or None when there is none."""
+    with engine(f"Cannot inspect container {name}"):
+        try:
+            return client().api.inspect_container(name)
+        except docker.errors.NotFound:
+            return None
+
+
+def state_of(info: dict) -> dict:
+    """The fields of an inspected container's state that app and service containers both report."""
+    state = info.get("State") or {}
+    return {
+        "status": state.get("Status"),       # created, running, restarting, paused, exited, dead
+        "restart_count": info.get("RestartCount", 0),
+        "exit_code": state.get("ExitCode"),
+        "oom_killed": bool(state.get("OOMKilled")),
+        "error": state.get("Error") or None,
+        "started_at": state.get("StartedAt"),
+        "finished_at": state.get("FinishedAt"),
+    }

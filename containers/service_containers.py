@@ -24,10 +24,21 @@ from typing import BinaryIO
 
 import docker.errors
 import docker.types
-import requests.exceptions
 
-from containers.engine import LABEL_INSTANCE, ContainerError, client, engine, instance_id
+from containers.engine import (
+    LABEL_INSTANCE,
+    ContainerError,
+    check_memory_limit,
+    client,
+    engine,
+    inspect_raw,
+    instance_id,
+    remove_container,
+    remove_quietly,
+    state_of,
+)
 from core import data_paths
+from core.files import read_exact
 
 LABEL_SERVICE = "berth.service"
 LABEL_NETWORK = "berth.network"
@@ -145,33 +156,14 @@ def run_service(name: str, image: str, *, env: dict | None = None, command: list
         with engine(f"Cannot start container {cname}"):
             api.start(created["Id"])
     except ContainerError:
-        _remove_quietly(created["Id"])
+        remove_quietly(created["Id"])
         raise
     return {"id": created["Id"], "name": cname}
 
 
-def _remove_quietly(container_id):
-    try:
-        client().api.remove_container(container_id, force=True)
-    except (docker.errors.DockerException, requests.exceptions.RequestException):
-        pass
-
-
 def remove_service(name: str) -> None:
     """Remove the service's container (running or not); its data folder stays. Missing is fine."""
-    cname = service_container_name(name)
-    deadline = time.monotonic() + 30
-    while True:
-        with engine(f"Cannot remove container {cname}"):
-            try:
-                client().api.remove_container(cname, force=True, v=True)
-                return
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError as exc:
-                if exc.status_code != 409 or time.monotonic() > deadline:   # a removal under way
-                    raise
-        time.sleep(0.1)
+    remove_container(service_container_name(name))
 
 
 def _call(name, what, action):
@@ -205,8 +197,7 @@ def stop_service(name: str, timeout: float = STOP_TIMEOUT) -> None:
 
 def update_service_memory(name: str, memory_limit: int) -> None:
     """Change the running container's memory limit in place (bytes, > 0)."""
-    if isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit <= 0:
-        raise ValueError("memory_limit must be a positive number of bytes")
+    check_memory_limit(memory_limit)
     _call(name, "update memory limit of",
           lambda c: client().api.update_container(c, mem_limit=memory_limit, memswap_limit=memory_limit))
 
@@ -218,11 +209,9 @@ def service_inspect(name: str) -> dict | None:
     health, restart_count, exit_code, oom_killed, error, started_at, finished_at, image, memory_limit,
     labels}."""
     cname = service_container_name(name)
-    with engine(f"Cannot inspect container {cname}"):
-        try:
-            info = client().api.inspect_container(cname)
-        except docker.errors.NotFound:
-            return None
+    info = inspect_raw(cname)
+    if info is None:
+        return None
     state = info.get("State") or {}
     config = info.get("Config") or {}
     return {
@@ -230,13 +219,7 @@ def service_inspect(name: str) -> dict | None:
         "name": cname,
         "running": bool(state.get("Running")) and not state.get("Restarting"),
         "health": (state.get("Health") or {}).get("Status"),   # starting, healthy, unhealthy; None: no check
-        "status": state.get("Status"),       # created, running, restarting, paused, exited, dead
-        "restart_count": info.get("RestartCount", 0),
-        "exit_code": state.get("ExitCode"),
-        "oom_killed": bool(state.get("OOMKilled")),
-        "error": state.get("Error") or None,
-        "started_at": state.get("StartedAt"),
-        "finished_at": state.get("FinishedAt"),
+        **state_of(info),
         "image": config.get("Image"),
         "memory_limit": (info.get("HostConfig") or {}).get("Memory") or None,
         "labels": config.get("Labels") or {},
@@ -304,17 +287,6 @@ class _Tail:
         return bytes(self.data[-self.cap:])
 
 
-def _read_exactly(reader, n):
-    parts, left = [], n
-    while left:
-        chunk = reader.read(left)
-        if not chunk:
-            break
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
-
-
 def _exec_start(container, argv, stdin, env, user):
     api = client().api
     with engine(f"Cannot run {argv[0]} in {container}"):
@@ -351,7 +323,7 @@ def _feeder(raw, stdin):
 def _demultiplex(reader, stdout, other, what):
     """Copy the engine's framed stream (8-byte header: stream, size) to `stdout` / `other`."""
     while True:
-        header = _read_exactly(reader, 8)
+        header = read_exact(reader, 8)
         if len(header) < 8:
             return
         stream, size = struct.unpack(">BxxxL", header)

@@ -1,7 +1,25 @@
-"""Writing files so that readers see the old or the new content, never half of it."""
+"""Writing files so that readers see the old or the new content, never half of it; reading a
+stream exactly (a pipe or socket may answer a read with fewer bytes than asked)."""
 import contextlib
 import os
 import tempfile
+from typing import Protocol
+
+
+class _Reader(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
+def read_exact(f: _Reader, n: int) -> bytes:
+    """`n` bytes from `f`, fewer only when it ends first."""
+    parts, left = [], n
+    while left > 0:
+        chunk = f.read(left)
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
 
 
 def read_text(path: str) -> str | None:

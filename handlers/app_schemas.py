@@ -1,6 +1,7 @@
 """Marshmallow schemas of the Apps tag (the App object as the seed shows it)."""
 from marshmallow import Schema, fields
 
+from apps import mailbox as app_mailbox
 from handlers.serialize import IsoTime
 
 
@@ -32,6 +33,8 @@ class AppSchema(Schema):
     tags = fields.Raw()
     iconUrl = fields.Function(lambda a: f"/api/v1/apps/{a.id}/icon" if a.has_icon else None)
     dataDir = fields.Constant(None)
+    mailboxName = fields.Function(lambda a: app_mailbox.address(a)[0])
+    mailboxDomain = fields.Function(lambda a: app_mailbox.address(a)[1])
     creationTime = IsoTime(attribute="creation_time")
     updateTime = IsoTime(attribute="update_time")
     ts = IsoTime()

@@ -60,6 +60,23 @@ class LogLine:
         return json.dumps(self.as_dict(), ensure_ascii=False, separators=(",", ":"))
 
 
+def stamped_line(source: str, when: datetime.datetime | None, text: str) -> LogLine:
+    """A line some other program stamped (a container's output, stamped by the engine); a line
+    without a stamp gets now."""
+    us = int(when.timestamp() * 1_000_000) if when is not None else now_us()
+    return LogLine(us, text, f"{format_timestamp(us)} {text}", source)
+
+
+def strictly_increasing(lines: list[LogLine]) -> list[LogLine]:
+    """The lines with ids made strictly increasing (two lines may carry one timestamp)."""
+    last = 0
+    for line in lines:
+        if line.id <= last:
+            line.id = last + 1
+        last = line.id
+    return lines
+
+
 def parse_lines(texts: Iterable[str], prev_id: int, source: str) -> tuple[list[LogLine], int]:
     """Stored lines -> (LogLine list, id of the last line). Lines without a timestamp are kept
     whole as the message (and get the previous id + 1); empty lines are skipped."""

@@ -8,12 +8,13 @@ seconds (time for a heartbeat), None when the log has ended; and `close()`. Sour
 import asyncio
 import collections
 import concurrent.futures
+import datetime
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Protocol
 
-from log_streams.lines import LogLine, parse_lines
+from log_streams.lines import LogLine, parse_lines, stamped_line
 
 log = logging.getLogger("berth.logstream")
 
@@ -100,3 +101,22 @@ class IterSource:
 
     def close(self) -> None:
         self._task.cancel()
+
+
+async def replay_then_follow(source: str, tail: Callable[[int | None], list[LogLine]],
+                             follow: Callable[[], AsyncIterator[tuple[datetime.datetime | None, str]]],
+                             lines: int | None, after: int | None) -> IterSource:
+    """A stamped log (a container's output) as a line source: the last `lines` lines, or all
+    those after id `after` when a client resumes, read by tail(count) off the event loop (-1:
+    all), then the (stamp, text) pairs follow() yields, stamped_line'd, that come after them."""
+    replay = await asyncio.to_thread(tail, -1 if after is not None else lines)
+    if after is not None:
+        replay = [line for line in replay if line.id > after]
+    since = replay[-1].id if replay else after or 0
+
+    async def new_lines() -> AsyncIterator[LogLine]:
+        async for when, text in follow():
+            line = stamped_line(source, when, text)
+            if line.id > since:
+                yield line
+    return IterSource(new_lines(), source, replay)

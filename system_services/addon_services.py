@@ -6,11 +6,8 @@
 This module only adapts their answers to Cloudron's shape; starting, healing and limiting them
 is theirs.
 """
-import asyncio
-import datetime
 import logging
 import os
-from collections.abc import AsyncIterator
 
 import containers
 import log_streams
@@ -31,11 +28,6 @@ def engine_name(name: str) -> str:
 
 def cloudron_name(name: str) -> str:
     return "redis:" + name[6:] if name.startswith("redis-") else name
-
-
-def _line(source: str, when: datetime.datetime | None, text: str) -> LogLine:
-    us = int(when.timestamp() * 1_000_000) if when is not None else log_streams.now_us()
-    return LogLine(us, text, f"{log_streams.format_timestamp(us)} {text}", source)
 
 
 class AddonService:
@@ -80,30 +72,12 @@ class ContainerLog:
 
     def tail(self, lines: int) -> list[LogLine]:
         count = None if lines < 0 else lines
-        return _unique([_line(self.name, when, text) for when, text in containers.service_logs(self.engine, count)])
+        return log_streams.strictly_increasing([log_streams.stamped_line(self.name, when, text)
+                                                for when, text in containers.service_logs(self.engine, count)])
 
     async def follow(self, lines: int, after: int | None) -> log_streams.LineSource:
-        replay = await asyncio.to_thread(self.tail, -1 if after is not None else lines)
-        if after is not None:
-            replay = [line for line in replay if line.id > after]
-        since = replay[-1].id if replay else after or 0
-
-        async def new_lines() -> AsyncIterator[LogLine]:
-            async for when, text in containers.follow_logs_async("", lines=0, service=self.engine):
-                line = _line(self.name, when, text)
-                if line.id > since:
-                    yield line
-        return log_streams.IterSource(new_lines(), self.name, replay)
-
-
-def _unique(lines: list[LogLine]) -> list[LogLine]:
-    """Ids strictly increasing (two lines may carry one timestamp)."""
-    last = 0
-    for line in lines:
-        if line.id <= last:
-            line.id = last + 1
-        last = line.id
-    return lines
+        return await log_streams.replay_then_follow(
+            self.name, self.tail, lambda: containers.follow_logs_async("", lines=0, service=self.engine), lines, after)
 
 
 class MailService:

@@ -17,6 +17,7 @@ from typing import IO, Any, BinaryIO, TypeVar
 
 from backup_storage import Storage, StorageError
 from backup_storage.base import Readable, Writable
+from core.files import read_exact
 
 BLOCK = 1 << 20               # tar stream block compressed as one gzip member; read size
 GZIP_LEVEL = 1
@@ -24,17 +25,6 @@ GZIP_LEVEL = 1
 Log = Callable[[str], object]  # where progress lines go: a task's log, print
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-
-
-def read_exact(f: Readable, n: int) -> bytes:
-    parts, left = [], n
-    while left > 0:
-        chunk = f.read(left)
-        if not chunk:
-            break
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
 
 
 def blocks(f: Readable, size: int = BLOCK) -> Iterator[bytes]:

@@ -9,8 +9,6 @@ import email.message
 import imaplib
 import shutil
 import smtplib
-import ssl
-import time
 import uuid
 
 import pytest
@@ -18,6 +16,7 @@ import requests
 
 from support.apps_env import DOMAIN, AppsBerth, unique
 from support.harness import free_port, require
+from support.mail_client import imap_login, send, tls, wait_in_inbox
 
 PASSWORD = "Pass-word-1"
 SENDMAIL_VARS = {"CLOUDRON_MAIL_SMTP_SERVER", "CLOUDRON_MAIL_SMTP_PORT", "CLOUDRON_MAIL_SMTPS_PORT",
@@ -83,12 +82,6 @@ def container_env(env, app_id):
     return dict(item.split("=", 1) for item in env.container(app_id)["Config"]["Env"])
 
 
-def tls():
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    return context
-
-
 def submit(host, port, login, password, sender, rcpt):
     """Authenticated submission (STARTTLS, AUTH); the subject of the message sent."""
     subject = f"app mail {uuid.uuid4().hex[:8]}"
@@ -104,35 +97,8 @@ def submit(host, port, login, password, sender, rcpt):
 
 def send_in(env, rcpt):
     """Mail from outside to `rcpt`, through port 25."""
-    subject = f"to the app {uuid.uuid4().hex[:8]}"
-    msg = email.message.EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = "someone@elsewhere.test", rcpt, subject
-    msg.set_content("hello app\n")
-    with smtplib.SMTP("127.0.0.1", env.ports["smtp"], timeout=20) as smtp:
-        smtp.send_message(msg)
-    return subject
-
-
-def imap_login(host, port, login, password):
-    imap = imaplib.IMAP4(host, int(port), timeout=20)
-    imap.starttls(tls())
-    imap.login(login, password)
-    return imap
-
-
-def wait_in_inbox(host, port, login, password, subject, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        imap = imap_login(host, port, login, password)
-        try:
-            imap.select("INBOX")
-            _, found = imap.search(None, "SUBJECT", f'"{subject}"')
-            if found[0].split():
-                return True
-        finally:
-            imap.logout()
-        assert time.monotonic() < deadline, f"{subject} did not arrive for {login}"
-        time.sleep(0.3)
+    return send(env.ports["smtp"], "someone@elsewhere.test", rcpt, f"to the app {uuid.uuid4().hex[:8]}",
+                "hello app\n")
 
 
 def bridge_gateway(env, network="bridge"):
@@ -259,6 +225,8 @@ def test_configure_mailbox_validates_and_moves_the_address(env, bob, receiver):
     address = f"{name}@{DOMAIN}"
     assert (got["CLOUDRON_MAIL_FROM"], got["CLOUDRON_MAIL_TO"], got["CLOUDRON_MAIL_SMTP_USERNAME"]) == \
         (address, address, address)
+    shown = env.api.get(f"/apps/{app_id}").json()
+    assert (shown["mailboxName"], shown["mailboxDomain"]) == (name, DOMAIN), shown
     host, port = got["CLOUDRON_MAIL_SMTP_SERVER"], got["CLOUDRON_MAIL_SMTP_PORT"]
     subject = submit(host, port, address, got["CLOUDRON_MAIL_SMTP_PASSWORD"], address, bob)
     assert wait_in_inbox("127.0.0.1", env.ports["imap"], bob, PASSWORD, subject)
@@ -276,6 +244,7 @@ def test_configure_mailbox_validates_and_moves_the_address(env, bob, receiver):
     task = env.run(env.api.post(path, json={"mailboxName": None}))
     assert task["success"], task
     assert container_env(env, app_id)["CLOUDRON_MAIL_FROM"] == f"{location}.app@{DOMAIN}"
+    assert env.api.get(f"/apps/{app_id}").json()["mailboxName"] == f"{location}.app"
     # A default address follows the app when it moves.
     moved = unique("moved")
     task = env.run(env.api.post(f"/apps/{app_id}/configure/location", json={"location": moved, "domain": DOMAIN}))

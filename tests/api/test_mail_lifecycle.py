@@ -9,18 +9,16 @@ mail server (Postfix, Dovecot, rspamd on private ports):
   mail server is brought back by the server itself (mail.restore, at the first health check),
   without slowing the server's start.
 """
-import email.message
 import imaplib
 import os
 import shutil
 import smtplib
-import ssl
 import time
-import uuid
 
 import pytest
 import requests
 
+from support import mail_client
 from support.harness import Api, BerthServer, activate, free_port, require, unique
 
 ZONE = "lifecycle-mail.test"     # the dashboard domain and the mail domain (noop DNS)
@@ -74,37 +72,15 @@ def add_mailbox(api, name, owner_id, owner_type="user"):
 
 
 def send(live, rcpt):
-    subject = f"test {uuid.uuid4().hex[:8]}"
-    msg = email.message.EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = "someone@elsewhere.test", rcpt, subject
-    msg.set_content("hello\n")
-    with smtplib.SMTP("127.0.0.1", live["ports"]["smtp"], timeout=20) as smtp:
-        smtp.send_message(msg)
-    return subject
+    return mail_client.send(live["ports"]["smtp"], "someone@elsewhere.test", rcpt)
 
 
 def imap_login(live, login, password=PASSWORD):
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    imap = imaplib.IMAP4("127.0.0.1", live["ports"]["imap"], timeout=20)
-    imap.starttls(context)
-    imap.login(login, password)
-    return imap
+    return mail_client.imap_login("127.0.0.1", live["ports"]["imap"], login, password)
 
 
 def wait_in_inbox(live, login, subject, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        imap = imap_login(live, login)
-        try:
-            imap.select("INBOX")
-            _, found = imap.search(None, "SUBJECT", f'"{subject}"')
-            if found[0].split():
-                return True
-        finally:
-            imap.logout()
-        assert time.monotonic() < deadline, f"{subject} did not arrive for {login}"
-        time.sleep(0.3)
+    return mail_client.wait_in_inbox("127.0.0.1", live["ports"]["imap"], login, PASSWORD, subject, timeout)
 
 
 def maildir(live, name):

@@ -4,19 +4,17 @@ private ports, mail sent over SMTP and read back over IMAP with the owner's Bert
 app password, aliases, lists, catch-all, refusals, and outgoing mail (test mail, invites) arriving
 DKIM-signed at a local SMTP sink acting as the domain's relay.
 """
-import email.message
 import imaplib
 import os
 import shutil
 import smtplib
-import ssl
 import time
-import uuid
 
 import dkim
 import pytest
 import requests
 
+from support import mail_client
 from support.bind import BindServer
 from support.harness import Api, BerthServer, activate, free_port, require, unique
 from support.smtp_sink import SmtpSink
@@ -182,42 +180,16 @@ def live():
         bind.stop()
 
 
-def tls():
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    return context
-
-
 def send(live, sender, rcpt, subject=None, size=0):
-    subject = subject or f"test {uuid.uuid4().hex[:8]}"
-    msg = email.message.EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = sender, rcpt, subject
-    msg.set_content("hello\n" + "x" * size)
-    with smtplib.SMTP("127.0.0.1", live["ports"]["smtp"], timeout=20) as smtp:
-        smtp.send_message(msg)
-    return subject
+    return mail_client.send(live["ports"]["smtp"], sender, rcpt, subject, "hello\n" + "x" * size)
 
 
 def imap_login(live, login, password):
-    imap = imaplib.IMAP4("127.0.0.1", live["ports"]["imap"], timeout=20)
-    imap.starttls(tls())
-    imap.login(login, password)
-    return imap
+    return mail_client.imap_login("127.0.0.1", live["ports"]["imap"], login, password)
 
 
 def wait_in_inbox(live, login, password, subject, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        imap = imap_login(live, login, password)
-        try:
-            imap.select("INBOX")
-            _, found = imap.search(None, "SUBJECT", f'"{subject}"')
-            if found[0].split():
-                return True
-        finally:
-            imap.logout()
-        assert time.monotonic() < deadline, f"{subject} did not arrive for {login}"
-        time.sleep(0.3)
+    return mail_client.wait_in_inbox("127.0.0.1", live["ports"]["imap"], login, password, subject, timeout)
 
 
 @pytest.fixture(scope="module")

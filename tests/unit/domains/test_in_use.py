@@ -9,19 +9,6 @@ from core.errors import Conflict
 from eventlog import Actor
 
 
-@pytest.fixture
-def db(tmp_path):
-    from core import config
-    from models import database, migrations, open_database
-    previous = config._current
-    config.use(config.load({"BERTH_DATA_DIR": str(tmp_path)}))
-    open_database(config.get().database_url)
-    migrations.migrate()
-    yield
-    database.close()
-    config.use(previous)
-
-
 def _domain(name):
     from models import Domain
     return Domain.create(domain=name, zone_name=name, provider="noop", fallback_cert="-", fallback_key="-")

@@ -13,19 +13,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiri
 
 
 @pytest.fixture
-def db(tmp_path):
-    from core import config
-    from models import database, migrations, open_database
-    previous = config._current
-    config.use(config.load({"BERTH_DATA_DIR": str(tmp_path)}))
-    open_database(config.get().database_url)
-    migrations.migrate()
-    yield tmp_path
-    database.close()
-    config.use(previous)
-
-
-@pytest.fixture
 def sink():
     sink = SmtpSink(username="relay-user", password="relay-secret-1").start()
     yield sink

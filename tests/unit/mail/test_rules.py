@@ -54,19 +54,6 @@ def test_found_records_are_judged_like_cloudron():
     assert _check("dmarc", ["v=DMARC1; p=none"], "", host) == ("v=DMARC1; p=none", True)
 
 
-@pytest.fixture
-def db(tmp_path):
-    from core import config
-    from models import database, migrations, open_database
-    previous = config._current
-    config.use(config.load({"BERTH_DATA_DIR": str(tmp_path)}))
-    open_database(config.get().database_url)
-    migrations.migrate()
-    yield tmp_path
-    database.close()
-    config.use(previous)
-
-
 def test_snapshot_holds_every_address_and_setting(db):
     from mail import sync
     from models import Domain, Setting, User
