@@ -199,3 +199,23 @@ def test_after_a_restart_with_the_mail_server_down_berth_brings_it_back(live):
     after = send(live, f"survivor@{ZONE}")
     assert wait_in_inbox(live, f"survivor@{ZONE}", after) and wait_in_inbox(live, f"survivor@{ZONE}", before)
     assert api.get("/cloudron/status").status_code == 200
+
+
+def test_a_mail_daemon_that_dies_while_berth_runs_is_brought_back(live):
+    api = live["api"]
+    deadline = time.monotonic() + 300       # a previous test's restore may still be starting rspamd
+    while not mail_server_of(live).status()["running"]:
+        assert time.monotonic() < deadline, mail_server_of(live).status()
+        time.sleep(0.5)
+    time.sleep(11)      # one health check period: the start-up restore is over, healing is what is left
+    os.kill(mail_server_of(live).status()["processes"]["postfix"]["pid"], 9)   # postfix's master
+    deadline = time.monotonic() + 120       # the next health check (every few seconds), then a start
+    while not (mail_server_of(live).status()["running"] and smtp_answers(live)):
+        assert time.monotonic() < deadline, "postfix was not brought back:\n" + live["server"].log()
+        time.sleep(0.5)
+    events = api.get("/cloudron/eventlog", params={"actions": "service.restart", "per_page": 20}).json()["eventlogs"]
+    assert any(e["data"].get("id") == "mail" for e in events), events
+    user = new_user(api)
+    add_mailbox(api, "phoenix", user["id"])
+    subject = send(live, f"phoenix@{ZONE}")
+    assert wait_in_inbox(live, f"phoenix@{ZONE}", subject)
