@@ -36,6 +36,22 @@ def _app_origin(host):
     return f"https://{host}" + ("" if port == 443 else f":{port}")
 
 
+def _api_origin() -> str:
+    """Where the app reaches Berth's API: the dashboard's origin (`https://my.<domain>`, served by
+    the managed nginx) once set_dashboard_domain made one, as Cloudron's apps get it; before that
+    the API's own address, which only the host reaches (Berth listens on loopback)."""
+    dashboard = domains.dashboard.vhost_spec()
+    return _app_origin(dashboard["fqdn"]) if dashboard else _origin()
+
+
+def _dashboard_hosts(network: str | None) -> dict[str, str] | None:
+    """The dashboard's name pointed at the host's address on the container's network, so the API
+    origin resolves inside the container without public DNS (nginx listens there unless
+    BERTH_PROXY_LISTEN binds it to one address)."""
+    dashboard = domains.dashboard.vhost_spec()
+    return {dashboard["fqdn"]: containers.network_gateway(network)} if dashboard else None
+
+
 def environment(app: App, addon_env: dict[str, str] | None = None) -> dict[str, str]:
     """The CLOUDRON_* environment an app expects, plus its port bindings, what its addons give it
     (`addon_env`: database credentials, mail settings) and its custom env."""
@@ -45,8 +61,8 @@ def environment(app: App, addon_env: dict[str, str] | None = None) -> dict[str, 
         "CLOUDRON_APP_ID": app.id,
         "CLOUDRON_APP_ORIGIN": _app_origin(host),
         "CLOUDRON_APP_DOMAIN": host,
-        "CLOUDRON_API_ORIGIN": _origin(),
-        "CLOUDRON_WEBADMIN_ORIGIN": _origin(),
+        "CLOUDRON_API_ORIGIN": _api_origin(),
+        "CLOUDRON_WEBADMIN_ORIGIN": _api_origin(),
     }
     env.update({name: str(port) for name, port in (app.port_bindings or {}).items()})
     env.update(addon_env or {})
@@ -120,11 +136,12 @@ def create_container(task: TaskContext, app: App, percent: int = 40) -> App:
     for env_name, (container_port, proto) in manifests.declared_ports(manifest).items():
         if env_name in (app.port_bindings or {}):
             ports.setdefault(proto, {})[container_port] = app.port_bindings[env_name]
+    # the app network, where the addon services (postgresql, mysql, redis-<id>) answer by name;
+    # an app without such addons stays on the engine's default bridge, as before addons
+    network = containers.app_network() if addon_registry.needs_network(manifest) else None
     created = containers.create_and_start(
-        app.id, manifest["dockerImage"], env=env, mounts=mounts,
-        # the app network, where the addon services (postgresql, mysql, redis-<id>) answer by name;
-        # an app without such addons stays on the engine's default bridge, as before addons
-        network=containers.app_network() if addon_registry.needs_network(manifest) else None,
+        app.id, manifest["dockerImage"], env=env, mounts=mounts, network=network,
+        extra_hosts=_dashboard_hosts(network),
         memory_limit=app.memory_limit or manifest.get("memoryLimit") or None,
         data_dir=apps.data_dir(app.id), http_port=manifest["httpPort"], host_port=app.host_port,
         tcp_ports=ports.get("tcp"), udp_ports=ports.get("udp"),

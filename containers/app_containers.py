@@ -104,7 +104,8 @@ def create_and_start(app_id: str, image: str, *, env: dict | None = None, memory
                      tcp_ports: dict | None = None, udp_ports: dict | None = None, labels: dict | None = None,
                      restart_policy: str | None = "unless-stopped", ports_ip: str = host_ports.PUBLISH_IP,
                      command: list[str] | None = None, network: str | None = None,
-                     mounts: list[tuple[str, str, bool]] | None = None) -> dict:
+                     mounts: list[tuple[str, str, bool]] | None = None,
+                     extra_hosts: dict[str, str] | None = None) -> dict:
     """(Re)create the app's container and start it.
 
     Any existing container of the app is removed first. `data_dir` (created if missing, see
@@ -160,6 +161,7 @@ def create_and_start(app_id: str, image: str, *, env: dict | None = None, memory
                 cap_drop=CAP_DROP,
                 security_opt=SECURITY_OPT,
                 network=network,
+                extra_hosts=extra_hosts or None,   # {name: address} added to the container's /etc/hosts
             )
         try:
             with engine(f"Cannot start container {name}"):

@@ -10,12 +10,14 @@ from support.pebble import Pebble
 
 
 @contextlib.contextmanager
-def berth_with_pebble(parts, tmp_path_factory, domain):
+def berth_with_pebble(parts, tmp_path_factory, domain, **server_env):
     """An app environment (support.apps_env) pointed at its own pebble, with `domain` on
-    letsencrypt-staging (that is, on pebble); `env.pebble` is the CA."""
+    letsencrypt-staging (that is, on pebble); `env.pebble` is the CA. `server_env`: more
+    BERTH_* settings of the server."""
     env = _berth(parts, tmp_path_factory)
     pebble = Pebble(str(tmp_path_factory.mktemp("pebble")), env.http_port).start()
-    env.env.update({"BERTH_ACME_DIRECTORY": pebble.directory, "BERTH_ACME_CA_BUNDLE": pebble.ca_bundle})
+    env.env.update({"BERTH_ACME_DIRECTORY": pebble.directory, "BERTH_ACME_CA_BUNDLE": pebble.ca_bundle,
+                    **server_env})
     env.pebble = pebble
     try:
         env.start()
