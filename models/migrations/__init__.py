@@ -16,6 +16,10 @@ from models.migrations import (
     v0008_app_addons,
     v0009_mail,
     v0010_app_mailbox,
+    v0011_two_factor,
+    v0012_external_directory,
+    v0013_usage_history,
+    v0014_volumes,
 )
 
 
@@ -38,6 +42,10 @@ MIGRATIONS = [
     v0008_app_addons.migrate,
     v0009_mail.migrate,
     v0010_app_mailbox.migrate,
+    v0011_two_factor.migrate,
+    v0012_external_directory.migrate,
+    v0013_usage_history.migrate,
+    v0014_volumes.migrate,
 ]
 
 
