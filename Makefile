@@ -7,7 +7,9 @@ export BERTH_DATA_DIR ?= $(CURDIR)/data
 
 .PHONY: run test unit fuzz lint venv system-run system-test api-coverage bench soak clean
 
+# A release staged by POST /cloudron/update is installed first (README, Updates of Berth).
 run: .venv/.installed system-run
+	$(PY) -m platform_update apply-staged
 	$(PY) -m cli serve
 
 test: .venv/.installed-test system-test
@@ -34,7 +36,8 @@ bench: .venv/.installed-test
 	@scripts/system.sh packages bench
 	@started=$$(scripts/system.sh dockerd-start); \
 	$(PY) bench/api.py && $(PY) bench/streams.py && $(PY) bench/apps.py && $(PY) bench/backups.py \
-	&& $(PY) bench/certificates.py && $(PY) bench/addons.py && $(PY) bench/mail.py && $(PY) bench/load.py; \
+	&& $(PY) bench/certificates.py && $(PY) bench/addons.py && $(PY) bench/mail.py && $(PY) bench/deploy.py \
+	&& $(PY) bench/load.py; \
 	status=$$?; [ "$$started" = started ] && scripts/system.sh dockerd-stop; exit $$status
 
 # The soak test alone (bench/load.py: 50 clients, 5 minutes on SQLite then PostgreSQL; it fails on

@@ -106,18 +106,28 @@ def get_token(user_id: str, token_id: str) -> Token:
 
 
 def create_token(actor: eventlog.Actor, name: str, expires_at: int | None = None, scope: dict | None = None) -> tuple:
-    """A personal API token. `scope` {"*": "r"} makes it read-only. Returns (token, secret)."""
+    """A personal API token. `scope` {"*": "r"} makes it read-only; {"metrics": "r"} lets it read
+    only GET /metrics (a Prometheus scraper's token). Returns (token, secret)."""
     now_ms = int(time.time() * 1000)
     if expires_at is None:
         expires_at = now_ms + 100 * 365 * 24 * 3600 * 1000  # API tokens live until revoked
     elif expires_at <= now_ms:
         raise BadRequest("must be in the future", "expiresAt")
-    access = (scope or {}).get("*", "rw")
-    if access not in ("r", "rw"):
-        raise BadRequest("'*' must be 'r' (read-only) or 'rw' (read-write)", "scope")
-    token, secret = issue(actor.user_id, name.strip(), "cid-sdk", expires_at, {"*": access})
+    token, secret = issue(actor.user_id, name.strip(), "cid-sdk", expires_at, _scope(scope))
     eventlog.record("user.token.add", actor, tokenId=token.id, name=token.name, scope=token.scope)
     return token, secret
+
+
+def _scope(scope: dict | None) -> dict:
+    scope = scope or {}
+    if set(scope) == {"metrics"}:
+        if scope["metrics"] != "r":
+            raise BadRequest("'metrics' can only be 'r' (read)", "scope")
+        return {"metrics": "r"}
+    access = scope.get("*", "rw")
+    if access not in ("r", "rw"):
+        raise BadRequest("'*' must be 'r' (read-only) or 'rw' (read-write)", "scope")
+    return {"*": access}
 
 
 def delete_token(actor: eventlog.Actor, token_id: str) -> None:

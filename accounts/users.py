@@ -10,7 +10,7 @@ from collections.abc import Callable
 import peewee
 
 import eventlog
-from accounts import app_passwords, emails, membership, passwords, roles, tokens
+from accounts import app_passwords, directory_config, emails, membership, passwords, roles, tokens
 from core.errors import BadRequest, Conflict, DependencyFailed, NotFound, PreconditionFailed
 from models import Group, GroupMember, User, database
 
@@ -106,6 +106,12 @@ def create_user(actor: eventlog.Actor, fields: dict, role: str | None = None) ->
 def update_user(actor: eventlog.Actor, user_id: str, fields: dict) -> User:
     user = get_user(user_id)
     roles.check_manage(actor, user)
+    if user.id == actor.user_id and any(fields.get(k) is not None for k in PROFILE_FIELDS):
+        # lockUserProfiles holds whichever route users take to their own profile.
+        directory_config.check_profile_edit(actor)
+    if user.source and any(fields.get(k) is not None and fields[k] != getattr(user, attr) for k, attr in
+                           (("email", "email"), ("username", "username"), ("displayName", "display_name"))):
+        raise Conflict("The profile of a user from the external directory is managed there")
     changes = {}
     # Nothing is saved before every check below has passed: a refused request changes nothing.
     email = emails.check(fields["email"]) if fields.get("email") is not None else None
@@ -199,6 +205,8 @@ def set_password(actor: eventlog.Actor, user_id: str, password: str, current_tok
     resetting their own password through this route stays logged in)."""
     user = get_user(user_id)
     roles.check_manage(actor, user)
+    if user.source:
+        raise Conflict("The password of a user from the external directory is managed there")
     passwords.check_policy(password, username=user.username, email=user.email)
     user.password_hash = passwords.hash_password(password)
     with database.atomic():

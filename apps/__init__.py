@@ -44,7 +44,10 @@ def fqdn(app: App) -> str:
 
 
 def data_dir(app_id: str) -> str:
-    return data_paths.app_data(app_id)
+    """The host folder bound at /app/data: the app's custom `dataDir` (configure/data_dir) or
+    <data>/apps/<id>/data."""
+    custom = App.select(App.data_dir).where(App.id == app_id).scalar()
+    return custom or data_paths.app_data(app_id)
 
 
 # ---- who sees what ----------------------------------------------------------------------------

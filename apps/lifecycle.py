@@ -8,7 +8,9 @@ import peewee
 import apps
 import domains
 import eventlog
-from apps import catalog, manifests, validation
+import volumes
+from apps import manifests, validation
+from appstore import catalog
 from core import data_paths
 from core.errors import BadRequest, Conflict
 from models import utcnow
@@ -137,7 +139,7 @@ def update(actor: eventlog.Actor, app_id: str, body: dict) -> int:
 
 
 def configure(actor: eventlog.Actor, app_id: str, **changes: object) -> int:
-    """Settings that need the container re-created (env, memory, location, ports, debug mode)."""
+    """Settings that need the container re-created (env, memory, CPU shares, location, ports, debug mode, mounts)."""
     app = apps.get_app(app_id)
     _check_operable(app, "configure")
     overwrite_dns = bool(changes.pop("overwriteDns", False))
@@ -148,6 +150,10 @@ def configure(actor: eventlog.Actor, app_id: str, **changes: object) -> int:
         fields["memory_limit"] = validation.check_memory(changes["memoryLimit"])
     if "debugMode" in changes:
         fields["debug_mode"] = changes["debugMode"]
+    if "mounts" in changes:   # the app table has no column for them: stored beside it, checked first
+        volumes.set_app_mounts(app.id, changes["mounts"])
+    if "cpuShares" in changes:
+        fields["cpu_shares"] = validation.check_cpu_shares(changes["cpuShares"])
     if "location" in changes:
         fields["location"], fields["domain"] = validation.check_location_and_domain(
             changes["location"], changes.get("domain") or app.domain, exclude_app=app.id)
@@ -179,4 +185,7 @@ def set_fields(actor: eventlog.Actor, app_id: str, **fields: object) -> None:
 
 
 def delete_data(app_id: str) -> None:
+    custom = App.select(App.data_dir).where(App.id == app_id).scalar()
+    if custom:  # a custom dataDir (configure/data_dir) was empty or new when the app moved there
+        shutil.rmtree(custom, ignore_errors=True)
     shutil.rmtree(data_paths.app_dir(app_id), ignore_errors=True)

@@ -4,9 +4,10 @@ apps.health.check_all):
 - `reconcile_states` ends `pending_*` states whose task is over without having said so (the task
   process was killed: server SIGKILL, timeout): the app goes to `error` naming the task's error,
   so repair can take over; an app is never left half-installed and silent;
-- `reconcile_runtime` (once per process) gives installed apps whose container is missing a
-  configure task that re-creates it, reports containers labelled as Berth's that belong to no
-  app, and rewrites every vhost from the database.
+- `reconcile_runtime` (once per process) mounts again the network shares apps use (after a
+  reboot) and restarts those apps, gives installed apps whose container is missing a configure
+  task that re-creates it, reports containers labelled as Berth's that belong to no app, gives
+  nginx the stored block list and rewrites every vhost from the database.
 
 One app row that cannot be turned into a vhost (a name nginx must not get, a domain that is
 gone) is reported and keeps the vhost it has; it never stops the reconciliation of the others.
@@ -18,7 +19,9 @@ import apps
 import containers
 import domains
 import eventlog
+import platform_settings.blocklist
 import reverse_proxy
+import volumes
 from apps import task_steps
 from core.errors import ApiError, Conflict
 from models import utcnow
@@ -58,10 +61,22 @@ def reconcile_runtime() -> None:
             log.warning("stray container %s (%s) is labelled as Berth's but belongs to no app",
                         container["name"], container["id"][:12])
             eventlog.record("app.stray_container", eventlog.SYSTEM, container=container["name"])
+    # After a reboot nothing has mounted the network shares: mount them, and restart the apps
+    # using them (their containers bound the empty folder).
+    restarted = set()
+    for app_id in volumes.remount_shares():
+        app = known.get(app_id)
+        if app is not None and app.installation_state == "installed" and containers.inspect(app.id) is not None:
+            apps.queue_task(app, "pending_restart", "app.restart")
+            restarted.add(app_id)
     for app in known.values():
+        if app.id in restarted:
+            continue
         if app.installation_state == "installed" and containers.inspect(app.id) is None:
             log.warning("container of app %s is missing: re-creating it", app.id)
             apps.queue_task(app, "pending_configure", "app.configure")
+    # nginx keeps its own copy of the block list: a restored database may hold another one.
+    reverse_proxy.set_blocklist(platform_settings.blocklist.networks())
     if known or domains.dashboard.vhost_spec() or reverse_proxy.is_running():
         # (no apps, no nginx: it starts with the first app). The rows are read again under the
         # proxy's lock: an app installed or a dashboard moved since `known` keeps its vhost.

@@ -39,7 +39,7 @@ def configure(task: TaskContext, app_id: str, previous_hosts: list[str] | tuple 
 def update(task: TaskContext, app_id: str, manifest: dict, app_store_id: str | None = None, **_: object) -> None:
     with task_steps.run_app_task(task, app_id, "pending_update") as app:
         task.progress(5, f"Updating to {manifest['id']} {manifest['version']}")
-        containers.ensure_image(manifest["dockerImage"], log=task.log)
+        task_steps.ensure_image(task, manifest["dockerImage"])
         # Addons the new version no longer declares go (as on Cloudron); the scheduler's entries
         # are replaced by the new manifest's in bring_up.
         addon_registry.teardown_app(app, task.log, manifest=app.manifest, keep=manifest)

@@ -14,11 +14,13 @@ import apps
 import containers
 import domains
 import reverse_proxy
+import volumes
 from addons import registry as addon_registry
-from apps import manifests, probe
+from apps import manifests, probe, proxy_config
 from core import config
 from models import utcnow
 from models.apps import App
+from platform_settings import registry as registry_settings
 from tasks.context import TaskContext
 
 log = logging.getLogger("berth.apps")
@@ -77,6 +79,7 @@ def vhost_spec(app: App, state: str = "running") -> dict:
         "aliases": [domains.fqdn(d.get("subdomain", ""), d["domain"]) for d in app.alternate_domains or []],
         "redirects": [domains.fqdn(d.get("subdomain", ""), d["domain"]) for d in app.redirect_domains or []],
         "state": state,
+        "proxy_config": proxy_config.of(app),   # robots.txt, CSP, HSTS preload (configure/reverse_proxy)
     }
 
 
@@ -122,15 +125,25 @@ def run_app_task(task: TaskContext, app_id: str, state: str) -> Iterator[App]:
     del app
 
 
-def create_container(task: TaskContext, app: App, percent: int = 40) -> App:
+def ensure_image(task: TaskContext, image: str) -> None:
+    """Pull the app's image unless present, with the private registry's credentials when the image
+    comes from that registry (platform_settings.registry)."""
+    containers.ensure_image(image, log=task.log, auth_config=registry_settings.pull_auth(image))
+
+
+def create_container(task: TaskContext, app: App, percent: int = 40, name: str | None = None) -> App:
+    """Create and start the app's container from `app` (its manifest, limits, ports) and record
+    it on the app row. `name` (a deploy: the new version beside the running one) starts it under
+    that name and records nothing: the deploy switches the row once the new version is healthy."""
     manifest = app.manifest
     task.progress(percent, f"Getting image {manifest['dockerImage']}")
-    containers.ensure_image(manifest["dockerImage"], log=task.log)
+    ensure_image(task, manifest["dockerImage"])
     if addon_registry.declared(manifest):
         task.progress(percent + 10, "Reading the addons' settings")
     # Each database addon hands back its credentials (provisioning again if it had to be made).
     env = environment(app, addon_registry.env_of(app, task.log))
     mounts = [(m.source, m.target, m.read_only) for m in addon_registry.mounts_of(app)]
+    mounts += volumes.binds_of(app.id)     # configure/mounts: each volume at /media/<name>
     task.progress(percent + 20, "Creating container")
     ports = {}
     for env_name, (container_port, proto) in manifests.declared_ports(manifest).items():
@@ -143,14 +156,16 @@ def create_container(task: TaskContext, app: App, percent: int = 40) -> App:
         app.id, manifest["dockerImage"], env=env, mounts=mounts, network=network,
         extra_hosts=_dashboard_hosts(network),
         memory_limit=app.memory_limit or manifest.get("memoryLimit") or None,
+        cpu_shares=app.cpu_shares,
         data_dir=apps.data_dir(app.id), http_port=manifest["httpPort"], host_port=app.host_port,
         tcp_ports=ports.get("tcp"), udp_ports=ports.get("udp"),
         # the app's own TCP/UDP ports are for the outside world, like the proxy's ports
         ports_ip=config.get().proxy_listen or "0.0.0.0",
         labels={containers.LABEL_INSTANCE: containers.instance_id()},
-        command=(app.debug_mode or {}).get("cmd"))
-    set_app(app.id, container_id=created["id"], host_port=created["host_port"], run_state="running")
-    app.host_port = created["host_port"]
+        command=(app.debug_mode or {}).get("cmd"), name=name)
+    if name is None:
+        set_app(app.id, container_id=created["id"], host_port=created["host_port"], run_state="running")
+    app.host_port, app.container_id = created["host_port"], created["id"]
     return app
 
 

@@ -5,7 +5,7 @@ import logging
 
 import apps
 import eventlog
-from apps import catalog
+from appstore import catalog
 from core.errors import ApiError
 from models.apps import App
 
@@ -53,7 +53,3 @@ def check_all(fire_time: float | None = None) -> list[str]:
         except ApiError as e:  # one app's catalog problem must not stop the others
             log.warning("automatic update of app %s skipped: %s", app.id, e.message)
     return started
-
-
-def nothing(fire_time: float | None = None) -> None:
-    """Platform updates come with the Berth package; the schedule is kept for clients only."""

@@ -140,6 +140,13 @@ def check_memory(limit: int | None, field: str = "memoryLimit") -> int:
     return limit
 
 
+def check_cpu_shares(shares: object, field: str = "cpuShares") -> int:
+    """Docker's relative CPU weight, in Cloudron's range 2..1024 (512: the default)."""
+    if isinstance(shares, bool) or not isinstance(shares, int) or not 2 <= shares <= 1024:
+        raise BadRequest("must be an integer from 2 to 1024", field)
+    return shares
+
+
 def check_access(restriction: dict | None) -> dict | None:
     """None (everyone) or {users: [...], groups: [...]} of id strings (see apps.may_access)."""
     if restriction is None:

@@ -16,7 +16,7 @@ from tasks import schedules
 PROVIDERS = ("filesystem", "s3", "minio", "s3-v4-compat", "digitalocean-spaces", "exoscale-sos",
              "wasabi", "scaleway-objectstorage", "noop")
 S3_PROVIDERS = PROVIDERS[1:-1]
-FORMATS = ("tgz", "rsync")
+FORMATS = ("tgz", "zstd", "rsync")
 MIN_INTERVAL_SECS = 6 * 3600
 DEFAULT_RETENTION_SECS = 7 * 24 * 3600
 DEFAULT_INTERVAL_SECS = 24 * 3600
@@ -152,7 +152,7 @@ def validate_config(cfg: object) -> dict:
     if not isinstance(cfg, dict):
         raise errors.BadRequest("backup config must be an object")
     out = {"provider": _choice(cfg, "provider", PROVIDERS, "one of " + ", ".join(PROVIDERS)),
-           "format": _choice(cfg, "format", FORMATS, "tgz or rsync")}
+           "format": _choice(cfg, "format", FORMATS, "tgz, zstd or rsync")}
     _common(cfg, out)
     _PROVIDER_FIELDS[out["provider"]](cfg, out)
     return out

@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 
+import apps
 from backups import records
 from core import data_paths
 from tasks.context import TaskContext
@@ -27,13 +28,13 @@ def work_dir(task: TaskContext, name: str) -> str:
 
 def staged_data(app_id: str, task: TaskContext) -> str:
     """Where a restore or clone downloads an app's backup before it replaces the data folder."""
-    return f"{data_paths.app_data(app_id)}.restore-{task.id}"
+    return f"{apps.data_dir(app_id)}.restore-{task.id}"     # beside a custom dataDir too (one rename)
 
 
 def replace_data(app_id: str, staged: str, task: TaskContext) -> None:
     """Put the downloaded folder in place of the app's data folder (two renames; the old folder
     is removed only once the new one is in place)."""
-    data = data_paths.app_data(app_id)
+    data = apps.data_dir(app_id)
     old = f"{data}.old-{task.id}"
     if os.path.lexists(data):
         os.rename(data, old)

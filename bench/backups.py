@@ -10,6 +10,9 @@
    `tar -c | gzip -1 > file` of the same folder, and beside `tar -c | pigz -1` / `zstd -1 -T0`
    where those programs exist (the compressor Berth uses is gzip level 1, parallel in-process).
    Target: tgz throughput >= 0.9 x tar|gzip -1.
+2b. zstd backup (formats.pack "zstd": zstd level 1 on every core, in-process) beside
+   `tar -c | zstd -1 -T0 > file` of the same folder in the same run, tgz's figure beside it, and
+   its restore beside `tar -x --zstd`. Target: zstd throughput >= 0.8 x tar|zstd -1 -T0.
 3. rsync: a first backup, then 1% of the files changed (rewritten with new bytes, chosen at
    random among the small files) and a second backup against the first: bytes uploaded and time
    as a fraction of the first. Target < 5%.
@@ -36,7 +39,7 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path[:0] = [ROOT]
 
-TARGET_TGZ_RATIO, TARGET_RSYNC_FRACTION, TARGET_RSS_MB = 0.9, 0.05, 200
+TARGET_TGZ_RATIO, TARGET_ZSTD_RATIO, TARGET_RSYNC_FRACTION, TARGET_RSS_MB = 0.9, 0.8, 0.05, 200
 KEY = "bench encryption password"
 
 
@@ -143,11 +146,11 @@ def timed_pipeline(src, out_path, compressor, fsync=False):
     return time.monotonic() - start
 
 
-def timed_extract(archive, dest):
+def timed_extract(archive, dest, decompress="-z"):
     os.makedirs(dest)
     os.sync()
     start = time.monotonic()
-    subprocess.run(["tar", "-xzf", archive, "-C", dest], check=True)
+    subprocess.run(["tar", "-x", decompress, "-f", archive, "-C", dest], check=True)
     return time.monotonic() - start
 
 
@@ -168,6 +171,61 @@ def row(label, nbytes, secs, extra=""):
 
 def verdict(ok):
     return "OK" if ok else "MISSED"
+
+
+def bench_zstd(src, store, out, nbytes, repeat, rss, tgz_secs):
+    """zstd backup beside `tar -c | zstd -1 -T0` (same data, same run, alternating), tgz's time
+    beside it, and the zstd restore beside `tar -x --zstd` of the baseline archive."""
+    print("\n== zstd backup (source MB/s) ==")
+    if not shutil.which("zstd"):
+        print("tar -c | zstd -1 -T0       (zstd not installed: scripts/system.sh packages bench)")
+        return
+    base, base_sync, ours, ours_enc, ours_x, base_x = [], [], [], [], [], []
+    archive = os.path.join(out, "base.tar.zst")
+    stored = 0
+
+    def run_baseline():
+        for times, fsync in ((base, False), (base_sync, True)):
+            rm(archive)
+            times.append(timed_pipeline(src, archive, ["zstd", "-1", "-T0", "-q"], fsync=fsync))
+
+    def run_berth():
+        nonlocal stored
+        for times, key, label in ((ours, None, "zstd backup"), (ours_enc, KEY, "zstd backup, encrypted")):
+            rm(store)
+            r = run_child({"op": "pack", "fmt": "zstd", "src": src, "store": store, "remote": "zst", "key": key})
+            times.append(r["elapsed"])
+            rss.append((label, r["rss_kb"]))
+            stored = r["result"]["size"] if key is None else stored
+
+    for i in range(repeat):
+        for step in ((run_baseline, run_berth) if i % 2 == 0 else (run_berth, run_baseline)):
+            step()
+    b, bs_, z, ze = min(base), min(base_sync), min(ours), min(ours_enc)
+    ref = min(b, bs_)
+    row("tar -c | zstd -1 -T0 > file", nbytes, b, f"-> {os.path.getsize(archive) / 1e6:.0f} MB")
+    row("  same + fsync of the file", nbytes, bs_)
+    row("berth zstd (-1, all cores)", nbytes, z, f"-> {stored / 1e6:.0f} MB   ratio {ref / z:.2f} "
+        f"(target >= {TARGET_ZSTD_RATIO}) {verdict(ref / z >= TARGET_ZSTD_RATIO)}")
+    row("berth zstd, encrypted", nbytes, ze, f"ratio {ref / ze:.2f}")
+    row("berth tgz (same run, above)", nbytes, tgz_secs, f"zstd is {tgz_secs / z:.1f}x faster")
+
+    rm(store)
+    run_child({"op": "pack", "fmt": "zstd", "src": src, "store": store, "remote": "zst"})
+    for i in range(repeat):
+        for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+            dest = os.path.join(out, "x-zstd")
+            if which == 0:
+                base_x.append(timed_extract(archive, dest, "--zstd"))
+            else:
+                r = run_child({"op": "unpack", "fmt": "zstd", "store": store, "remote": "zst", "dest": dest})
+                ours_x.append(r["elapsed"])
+                rss.append(("zstd restore", r["rss_kb"]))
+            rm(dest)
+    row("tar -x --zstd", nbytes, min(base_x))
+    row("berth zstd restore", nbytes, min(ours_x), f"ratio {min(base_x) / min(ours_x):.2f}")
+    rm(store)
+    rm(archive)
 
 
 def main():
@@ -235,7 +293,7 @@ def main():
         row("berth tgz (gzip -1, parallel)", nbytes, o, f"-> {tgz_size / 1e6:.0f} MB   ratio {ref / o:.2f} "
             f"(target >= {TARGET_TGZ_RATIO}) {verdict(ref / o >= TARGET_TGZ_RATIO)}")
         row("berth tgz, encrypted", nbytes, oe, f"ratio {ref / oe:.2f}")
-        for name, cmd in (("pigz", ["pigz", "-1"]), ("zstd", ["zstd", "-1", "-T0", "-q"])):
+        for name, cmd in (("pigz", ["pigz", "-1"]),):
             if shutil.which(name):
                 path = os.path.join(out, f"alt.{name}")
                 secs = min(timed_pipeline(src, path, cmd) for _ in range(args.repeat))
@@ -244,6 +302,8 @@ def main():
                 rm(path)
             else:
                 print(f"tar -c | {' '.join(cmd):20s}  ({name} not installed)")
+
+        bench_zstd(src, store, out, nbytes, args.repeat, rss, o)
 
         # -- restore vs tar -x ---------------------------------------------------------------
         rm(store)

@@ -1,73 +1,43 @@
-"""`berth` command: migrate the database, serve the API, report API coverage."""
-import argparse
-import os
-import sys
+"""`berth`: the server commands (serve, migrate, api-coverage) and a client of Berth's API for
+people and scripts (login, apps, users, backups, tasks, …). See README.md, "The berth command".
+"""
+import click
 
-from core import config
-from web.startup import make_data_dir_private
-
-WORKER_CLASS = "uvicorn_worker.UvicornWorker"  # Connexion 3 apps are ASGI
+from cli import account_commands, admin_commands, app_commands, app_shell, server
+from cli.client import Client, default_config_path, read_saved
 
 
-def _migrate(cfg):
-    from models import migrations, open_database
-    make_data_dir_private(cfg)  # umask 077, data dir 0700, database files 0600
-    open_database(cfg.database_url)
-    applied = migrations.migrate()
-    print(f"berth: database at schema version {migrations.current_version()}"
-          + (f" (applied {applied})" if applied else ""))
+class Session:
+    """What every client command needs, resolved once: options, environment, the login file."""
+
+    def __init__(self, server_url, token, config_path, insecure):
+        self.config_path = config_path
+        saved = read_saved(config_path)
+        self.server = server_url or saved.get("server")
+        self.token = token or (saved.get("token") if not server_url or server_url == saved.get("server") else None)
+        self.insecure = insecure or bool(saved.get("insecure"))
+        self._client = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.server, self.token, self.insecure)
+        return self._client
 
 
-def _serve(cfg, workers):
-    # X-Forwarded-For / -Proto are believed only from BERTH_TRUSTED_PROXIES (none by default):
-    # gunicorn would otherwise trust 127.0.0.1, and the client address feeds the login throttle
-    # and the event log. Access log lines are redacted by the app (web.access_log).
-    argv = ["gunicorn", "-k", WORKER_CLASS, "-w", str(workers), "-b", f"{cfg.host}:{cfg.port}",
-            "--graceful-timeout", "10", "--no-control-socket", "--access-logfile", "-",
-            "--forwarded-allow-ips", ",".join(cfg.trusted_proxies), "wsgi:app"]
-    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: wsgi.py
-    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    os.execv(gunicorn, argv)
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--server", envvar="BERTH_SERVER", help="Berth server URL (default: the one of `berth login`)")
+@click.option("--token", envvar="BERTH_TOKEN", help="API token (default: the one of `berth login`)")
+@click.option("--config", "config_path", envvar="BERTH_CLI_CONFIG", default=default_config_path,
+              show_default="~/.config/berth/cli.json", help="where `berth login` keeps the server and token")
+@click.option("--insecure", is_flag=True, help="accept the server's certificate without checking it")
+@click.version_option(package_name="berth", prog_name="berth")
+@click.pass_context
+def main(ctx, server, token, config_path, insecure):
+    """Berth: self-hosting control plane. Server commands and an API client."""
+    ctx.obj = Session(server, token, config_path, insecure)
 
 
-def _coverage():
-    """Print implemented/total operations of openapi.yaml (a 501 stub is not implemented)."""
-    import importlib
-
-    from web import spec as contract
-    spec = contract.load_spec()
-    total, done, missing = 0, 0, {}
-    for op_id, method, path, _ in contract.operations(spec):
-        total += 1
-        module, _, name = op_id.rpartition(".")
-        if name in vars(importlib.import_module(module)):
-            done += 1
-        else:
-            missing.setdefault(module.split(".")[-1], []).append(f"{method} {path}")
-    for tag, routes in sorted(missing.items()):
-        print(f"  {tag}: {len(routes)} not implemented")
-    print(f"API coverage: {done}/{total} operations implemented ({100 * done // total}%)")
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="berth")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="create or upgrade the database schema")
-    serve = sub.add_parser("serve", help="run the API server (gunicorn)")
-    serve.add_argument("--workers", type=int, default=None, help="default: BERTH_WORKERS or 1")
-    sub.add_parser("api-coverage", help="implemented/total operations of openapi.yaml")
-    args = parser.parse_args(argv)
-    try:
-        cfg = config.load()
-        if args.command in ("migrate", "serve"):
-            _migrate(cfg)
-    except config.ConfigError as e:
-        sys.exit(f"berth: configuration error: {e}")
-    if args.command == "serve":
-        _serve(cfg, args.workers or cfg.workers)
-    elif args.command == "api-coverage":
-        _coverage()
-
-
-if __name__ == "__main__":
-    main()
+for module in (server, account_commands, app_commands, app_shell, admin_commands):
+    for command in module.COMMANDS:
+        main.add_command(command)

@@ -1,4 +1,4 @@
 """`python -m cli …` runs the `berth` command."""
 from cli import main
 
-main()
+main(prog_name="berth")

@@ -15,6 +15,11 @@ put one readable line into the app's `error`.
     container_logs.py  logs, follow_logs, follow_logs_async
     service_containers.py  the app network; addon service containers (run, inspect, exec with streams)
     service_images.py  quick pulls, images imported from a root filesystem stream, derived images
+    registry_auth.py   private registry login check; which registry an image is pulled from
+    exec_session.py    exec sessions (stdin, stdout, stderr, resize, exit code) on the event loop
+    image_builds.py    `docker build` of deployments with the output streamed, time limit, build labels
+    deploy_switch.py   a second container of an app beside the first (zero-downtime deploys), renames
+    image_cleanup.py   removing Berth-built images no deployment needs and no container uses
 
 Callers use `import containers; containers.X`: the names below are the package's public face.
 """
@@ -31,6 +36,7 @@ from containers.app_containers import (  # noqa: F401
     start,
     stop,
     update_memory,
+    usage_counters,
 )
 from containers.container_logs import LogFollower, follow_logs, follow_logs_async, logs, service_logs  # noqa: F401
 from containers.engine import (  # noqa: F401
@@ -41,6 +47,7 @@ from containers.engine import (  # noqa: F401
     ContainerError,
     client,
     container_name,
+    data_root,
     instance_id,
     ping,
 )

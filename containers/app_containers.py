@@ -105,7 +105,8 @@ def create_and_start(app_id: str, image: str, *, env: dict | None = None, memory
                      restart_policy: str | None = "unless-stopped", ports_ip: str = host_ports.PUBLISH_IP,
                      command: list[str] | None = None, network: str | None = None,
                      mounts: list[tuple[str, str, bool]] | None = None,
-                     extra_hosts: dict[str, str] | None = None) -> dict:
+                     extra_hosts: dict[str, str] | None = None, cpu_shares: int | None = None,
+                     name: str | None = None) -> dict:
     """(Re)create the app's container and start it.
 
     Any existing container of the app is removed first. `data_dir` (created if missing, see
@@ -115,17 +116,19 @@ def create_and_start(app_id: str, image: str, *, env: dict | None = None, memory
     image's entrypoint and command (debug mode). `network` (the app network, see
     service_containers.app_network) is the network the container joins instead of the default
     bridge, where the addon services answer by name. `mounts`: more (host path, container path,
-    read_only) binds the app's addons ask for (the tls addon's /etc/certs). Returns {"id", "name",
+    read_only) binds the app's addons ask for (the tls addon's /etc/certs). `cpu_shares`: the container's
+    relative CPU weight. `name`: another container name than the app's own (a deploy starts the
+    new version beside the running one, containers.deploy_switch); only that name is replaced. Returns {"id", "name",
     "host_port", "tcp_ports", "udp_ports"} with the ports actually published.
     """
-    name = container_name(app_id)
+    name = name or container_name(app_id)
     if not os.path.isabs(data_dir):
         raise ValueError(f"data_dir must be an absolute path, not {data_dir!r}")
     http_port = host_ports.check_port(http_port)
     tcp_ports = {host_ports.check_port(c): h for c, h in (tcp_ports or {}).items()}
     udp_ports = {host_ports.check_port(c): h for c, h in (udp_ports or {}).items()}
     private_data_dir(data_dir)
-    remove(app_id)
+    remove_container(name)
     # Ports we chose ourselves may be taken between choosing and binding; those are re-chosen.
     attempts = 3 if None in (host_port, *tcp_ports.values(), *udp_ports.values()) else 1
     for attempt in range(attempts):
@@ -155,6 +158,7 @@ def create_and_start(app_id: str, image: str, *, env: dict | None = None, memory
                 mem_limit=memory_limit or None,
                 # No swap beyond the limit: the app's memory limit is what it gets.
                 memswap_limit=memory_limit or None,
+                cpu_shares=cpu_shares or None,     # relative CPU weight (Docker's default 1024 when unset)
                 restart_policy={"Name": restart_policy} if restart_policy else None,
                 log_config=docker.types.LogConfig(type="json-file", config=LOG_CONFIG),
                 stop_signal="SIGTERM",
@@ -261,3 +265,32 @@ def list_managed() -> list[dict]:
         "image": c.get("Image"),
         "labels": c.get("Labels") or {},
     } for c in found]
+
+
+def usage_counters(app_id: str) -> dict | None:
+    """Cumulative counters of the app's running container from one engine sample (one-shot, no
+    wait), None when it is not running: {cpu_ns, cpus, memory, net_rx, net_tx, disk_read,
+    disk_write}. The graphs collector turns two samples into rates; memory leaves out the page
+    cache, as `docker stats` does."""
+    with engine(f"Cannot read statistics of {container_name(app_id)}"):
+        try:
+            stats = client().api.stats(container_name(app_id), stream=False, one_shot=True)
+        except docker.errors.NotFound:
+            return None
+    memory = stats.get("memory_stats") or {}
+    if "usage" not in memory:  # not running: the engine answers an empty sample
+        return None
+    detail = memory.get("stats") or {}
+    cache = detail.get("inactive_file", detail.get("total_inactive_file", detail.get("cache", 0)))
+    cpu = stats.get("cpu_stats") or {}
+    networks = (stats.get("networks") or {}).values()
+    blkio = (stats.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
+    return {
+        "cpu_ns": (cpu.get("cpu_usage") or {}).get("total_usage", 0),
+        "cpus": cpu.get("online_cpus") or 0,
+        "memory": max(0, memory["usage"] - cache),
+        "net_rx": sum(n.get("rx_bytes", 0) for n in networks),
+        "net_tx": sum(n.get("tx_bytes", 0) for n in networks),
+        "disk_read": sum(e.get("value", 0) for e in blkio if str(e.get("op", "")).lower() == "read"),
+        "disk_write": sum(e.get("value", 0) for e in blkio if str(e.get("op", "")).lower() == "write"),
+    }

@@ -182,3 +182,12 @@ def state_of(info: dict) -> dict:
         "started_at": state.get("StartedAt"),
         "finished_at": state.get("FinishedAt"),
     }
+
+
+def data_root() -> str | None:
+    """Where the engine keeps images and containers (`docker info` DockerRootDir), None when the
+    engine cannot be asked."""
+    try:
+        return client().info().get("DockerRootDir") or None
+    except (ContainerError, docker.errors.DockerException, requests.exceptions.RequestException):
+        return None

@@ -74,9 +74,11 @@ def image_exists(image: str) -> bool:
             return False
 
 
-def ensure_image(image: str, log: Callable[[str], None] = lambda line: None) -> None:
+def ensure_image(image: str, log: Callable[[str], None] = lambda line: None,
+                 auth_config: dict | None = None) -> None:
     """Make `image` available locally: a local image is used as is, anything else is pulled with
-    condensed progress lines sent to `log(line)`. Raises ContainerError("Cannot pull image ...")."""
+    condensed progress lines sent to `log(line)`, with `auth_config` (a private registry's
+    credentials, containers.registry_auth) when given. Raises ContainerError("Cannot pull image ...")."""
     if image_exists(image):
         log(f"Using local image {image}")
         return
@@ -85,7 +87,8 @@ def ensure_image(image: str, log: Callable[[str], None] = lambda line: None) -> 
     progress = _PullProgress(log)
     try:
         with engine(f"Cannot pull image {image}"):
-            for event in client().api.pull(repo, tag=tag, stream=True, decode=True):
+            for event in client().api.pull(repo, tag=tag, stream=True, decode=True,
+                                              auth_config=auth_config):
                 progress.feed(event)
     except _PullFailed as exc:
         raise ContainerError(f"Cannot pull image {image}: {exc}") from None

@@ -50,6 +50,18 @@ class Config:
     mail_imap_port: int = 143
     mail_imaps_port: int = 993
     mail_resolver: str = ""  # "address" or "address:port" ("" = the system's resolver)
+    metrics_token: str = ""  # bearer secret a Prometheus scraper may use for /metrics ("" = none)
+    # Updates of Berth itself (platform_update/) and the reboot routes.
+    release_feed: str = ""   # http(s) URL of the JSON release feed ("" = no update checks)
+    allow_reboot: bool = False  # POST /cloudron/reboot really reboots the machine (else 409)
+    reboot_required_file: str = "/var/run/reboot-required"  # the OS's "reboot needed" marker
+    support_email: str = ""  # where support tickets are mailed ("" = ticket form off)
+    graphs_interval: int = 60  # seconds between two samples of the resource graphs (system_monitor)
+    keep_builds: int = 3     # newest built images kept per app by the image hygiene (deployments.hygiene)
+    # Builds and deploys (deployments/): time limits and the largest source tarball.
+    deploy_build_timeout: int = 1800      # seconds a `docker build` may take
+    deploy_health_timeout: int = 120      # seconds a new version has to answer its health check
+    deploy_upload_max_bytes: int = 512 * 1024 * 1024  # an uploaded source tarball (packed)
     version: str = "1.0.0"
 
 
@@ -130,11 +142,22 @@ def _http_url(env, name, default):
     return url
 
 
+def _optional_http_url(env, name):
+    return _http_url(env, name, "") if env.get(name, "").strip() else ""
+
+
 def _existing_file(env, name):
     path = env.get(name, "").strip()
     if path and not os.path.isfile(path):
         raise ConfigError(f"{name}={path!r} is not a file")
     return path
+
+
+def _email(env, name):
+    raw = env.get(name, "").strip()
+    if raw and (raw.count("@") != 1 or any(ch.isspace() or ch in "<>,;" for ch in raw)):
+        raise ConfigError(f"{name}={raw!r} is not an email address")
+    return raw
 
 
 def _image(env, name, default):
@@ -162,6 +185,22 @@ def _resolver(env, name):
     except ValueError:
         raise ConfigError(f"{name}={raw!r} must be an IP address, optionally with :port") from None
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _secret(env, name, minimum):
+    raw = env.get(name, "").strip()
+    if raw and len(raw) < minimum:
+        raise ConfigError(f"{name} must be at least {minimum} characters (a random secret)")
+    return raw
+
+
+def _graphs_interval(env, name):
+    # The collector runs as a cron-like schedule (tasks.schedules), so the interval must tile a
+    # minute (1..60 s dividing 60) or an hour (whole minutes dividing 60).
+    value = _int(env, name, 60, minimum=1)
+    if not (60 % value == 0 or (value % 60 == 0 and 60 % (value // 60) == 0)):
+        raise ConfigError(f"{name}={value} must divide 60 seconds or be whole minutes dividing an hour")
+    return value
 
 
 def load(env: Mapping[str, str] | None = None) -> Config:
@@ -205,6 +244,16 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         mail_imap_port=_port(env, "BERTH_MAIL_IMAP_PORT", 143),
         mail_imaps_port=_port(env, "BERTH_MAIL_IMAPS_PORT", 993),
         mail_resolver=_resolver(env, "BERTH_MAIL_RESOLVER"),
+        graphs_interval=_graphs_interval(env, "BERTH_GRAPHS_INTERVAL"),
+        keep_builds=_int(env, "BERTH_KEEP_BUILDS", 3),
+        deploy_build_timeout=_int(env, "BERTH_DEPLOY_BUILD_TIMEOUT", 1800, minimum=10),
+        deploy_health_timeout=_int(env, "BERTH_DEPLOY_HEALTH_TIMEOUT", 120, minimum=2),
+        deploy_upload_max_bytes=_int(env, "BERTH_DEPLOY_UPLOAD_MAX_BYTES", 512 * 1024 * 1024, minimum=1024),
+        metrics_token=_secret(env, "BERTH_METRICS_TOKEN", minimum=24),
+        release_feed=_optional_http_url(env, "BERTH_RELEASE_FEED"),
+        allow_reboot=_flag(env, "BERTH_ALLOW_REBOOT"),
+        reboot_required_file=env.get("BERTH_REBOOT_REQUIRED_FILE", "").strip() or "/var/run/reboot-required",
+        support_email=_email(env, "BERTH_SUPPORT_EMAIL"),
     )
 
 

@@ -14,10 +14,16 @@ onto the data dir itself.
     nginx/                 Berth's nginx: configuration, pid, logs
     mail/                  Berth's mail server: configuration, queue, Maildirs (vmail/), DKIM keys, logs
     logs/tasks/            one log file per task
+    logs/box.log           Berth's own log (every server process appends; system_monitor.box_log)
+    logs/crash.log         unhandled errors with their tracebacks (the `crash` log unit)
     backup-work/           scratch space of backup and restore tasks
     backups/               the default filesystem backup storage
     services/<name>/       data of an addon service container (postgresql, mysql, redis-<app id>), 0700
     addon-images/          the build of the local addon service image (lock, scratch root filesystem)
+    volumes/<id>/          where a network volume (cifs, nfs, sshfs) is mounted
+    volume-keys/<id>/      its credentials file or SSH key while mounting (0600 in 0700 folders)
+    run/metrics/           Prometheus samples of each server process (multiprocess mode), emptied at start
+    keys/at-rest.key       the key sealing secrets kept in the database (TOTP secrets), 0600; not backed up
 """
 import os
 
@@ -110,3 +116,51 @@ def addon_image_builds() -> str:
 
 def mail(data_dir: str | None = None) -> str:
     return os.path.join(data_dir or root(), "mail")
+
+
+def metrics_files(data_dir: str | None = None) -> str:
+    """Where each server process writes its Prometheus samples (multiprocess mode); emptied at start."""
+    return os.path.join(data_dir or root(), "run", "metrics")
+
+
+def volume_mount(volume_id: str) -> str:
+    """Where Berth mounts a network volume (its hostPath)."""
+    return under("volumes", volume_id)
+
+
+def volume_keys(volume_id: str) -> str:
+    """The private folder holding a network volume's credentials file or SSH key."""
+    return under("volume-keys", volume_id)
+
+
+def at_rest_key() -> str:
+    """The key that seals secrets Berth keeps in the database but must read back (accounts/totp.py)."""
+    return under("keys", "at-rest.key")
+
+
+def logs() -> str:
+    """Berth's own log folder (box.log, crash.log, tasks/)."""
+    return under("logs")
+
+
+def box_log() -> str:
+    return under("logs", "box.log")
+
+
+def crash_log() -> str:
+    return under("logs", "crash.log")
+
+
+def platform_updates() -> str:
+    """Releases of Berth downloaded by the update task, and the record of the staged one."""
+    return under("platform-updates")
+
+
+def deploy_uploads() -> str:
+    """Source tarballs uploaded for a deploy, until the build task has unpacked them."""
+    return under("deploy-uploads")
+
+
+def deploy_work() -> str:
+    """Scratch folders of build tasks (unpacked tarballs, git checkouts); emptied by each task."""
+    return under("deploy-work")

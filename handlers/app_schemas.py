@@ -1,7 +1,9 @@
 """Marshmallow schemas of the Apps tag (the App object as the seed shows it)."""
 from marshmallow import Schema, fields
 
+import volumes
 from apps import mailbox as app_mailbox
+from apps import proxy_config as app_proxy
 from handlers.serialize import IsoTime
 
 
@@ -32,9 +34,12 @@ class AppSchema(Schema):
     label = fields.String()
     tags = fields.Raw()
     iconUrl = fields.Function(lambda a: f"/api/v1/apps/{a.id}/icon" if a.has_icon else None)
-    dataDir = fields.Constant(None)
+    dataDir = fields.String(attribute="data_dir", allow_none=True)
+    cpuShares = fields.Integer(attribute="cpu_shares")
+    reverseProxyConfig = fields.Function(lambda a: app_proxy.of(a))
     mailboxName = fields.Function(lambda a: app_mailbox.address(a)[0])
     mailboxDomain = fields.Function(lambda a: app_mailbox.address(a)[1])
+    mounts = fields.Function(lambda a: volumes.app_mounts(a.id))     # [{volumeId, readOnly}]
     creationTime = IsoTime(attribute="creation_time")
     updateTime = IsoTime(attribute="update_time")
     ts = IsoTime()

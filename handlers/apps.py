@@ -1,11 +1,18 @@
 """Apps tag: install apps and drive their lifecycle (the work runs as app tasks)."""
+
 import flask
 
 import apps
 import backups
 import domains
+from apps import data_folder as app_data_folder
+from apps import files as app_files
 from apps import logs as app_logs
 from apps import mailbox as app_mailbox
+from apps import proxy_config as app_proxy
+from backups import app_import
+from core.errors import BadRequest
+from handlers import file_manager
 from handlers.app_schemas import full, restricted
 from handlers.backups import schema as backup_schema
 from web import event_stream
@@ -79,11 +86,29 @@ def set_debug_mode(appid, body, token_info):
     return _task(apps.configure(actor(token_info), appid, debugMode=body.get("debugMode")))
 
 
+def set_mounts(appid, body, token_info):
+    # each volume at /media/<name>; the container is re-created by the configure task
+    return _task(apps.configure(actor(token_info), appid, mounts=body["mounts"]))
+
+
 def set_location(appid, body, token_info):
     changes = {k: body[k] for k in ("location", "domain", "portBindings", "alternateDomains", "redirectDomains",
                                     "overwriteDns") if k in body}
     return _task(apps.configure(actor(token_info), appid, **changes))
 
+
+
+def set_cpu_shares(appid, body, token_info):
+    return _task(apps.configure(actor(token_info), appid, cpuShares=body["cpuShares"]))
+
+
+def set_reverse_proxy(appid, token_info, body=None):
+    app_proxy.set_config(actor(token_info), appid, body or {})
+    return {}
+
+
+def set_data_dir(appid, body, token_info):
+    return _task(app_data_folder.set_data_dir(actor(token_info), appid, body.get("dataDir")))
 
 
 def set_mailbox(appid, token_info, body=None):
@@ -163,6 +188,58 @@ def restore_app(appid, body, token_info):
     return _task(backups.start_app_restore(actor(token_info), appid, body["backupId"]))
 
 
+def import_app(appid, body, token_info):
+    return _task(app_import.start_import(actor(token_info), appid, body))
+
+
 def clone_app(appid, body, token_info):
     app_id, task_id = backups.start_clone(actor(token_info), appid, body)
     return {"id": app_id, "taskId": str(task_id)}, 201
+
+
+# ---- exec, files, push and pull (domain code in apps.exec / apps.files) ----------------------
+
+def exec_app(appid, **_):
+    # Served on the event loop by web.websocket.ExecMiddleware (Upgrade: tcp); a request that
+    # reaches Flask did not ask for the upgrade.
+    raise BadRequest("exec requires an HTTP upgrade: send Upgrade: tcp")
+
+
+def exec_ws(appid, **_):
+    # Served on the event loop by web.websocket.ExecMiddleware; only a non-WebSocket request gets here.
+    raise BadRequest("execws requires a WebSocket upgrade")
+
+
+def list_files(appid, file_path, download=False):
+    return file_manager.list_files(app_files.browser, appid, file_path, download)
+
+
+def update_file(appid, file_path, body):
+    return file_manager.update_file(app_files.browser, appid, file_path, body)
+
+
+def create_file(appid, file_path, directory=False, **_):
+    return file_manager.create_file(app_files.browser, appid, file_path, directory)
+
+
+def delete_file(appid, file_path, recursive=True):
+    return file_manager.delete_file(app_files.browser, appid, file_path, recursive)
+
+
+def upload_file(appid, extract=False, **_):
+    # `file` names both the query's target path and the multipart part with the content: both
+    # are read from the request itself. The body is not validated up front (it is streamed).
+    target = flask.request.args.get("file")
+    upload = flask.request.files.get("file")
+    if upload is None:
+        raise BadRequest("must be provided as multipart", "file")
+    app_files.push(appid, target, upload.stream, extract)
+    return {}, 202
+
+
+def download_file(appid, file):
+    name, chunks, size = app_files.download(appid, file)
+    headers = {"Content-Disposition": file_manager.attachment(name)}
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    return flask.Response(chunks, mimetype="application/octet-stream", headers=headers)

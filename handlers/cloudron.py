@@ -7,12 +7,15 @@ import backups
 import domains
 import eventlog
 import platform_settings
-from accounts import activation_lock, sessions
+import platform_update.updater
+import system_monitor
+from accounts import activation_lock, external_ldap, sessions
 from core import config
 from core.errors import Conflict, NotFound
 from handlers import serialize
 from mail import account_mail
 from platform_settings import branding
+from web import event_stream
 from web.request_context import actor, client_ip
 from web.unbuilt import not_implemented
 
@@ -27,7 +30,7 @@ def _origin():
 def get_status():
     return {
         "version": config.get().version, "apiServerOrigin": _origin(), "webServerOrigin": _origin(),
-        "provider": "generic", "cloudronName": platform_settings.get("cloudron_name"), "footer": "",
+        "provider": "generic", "cloudronName": platform_settings.get("cloudron_name"), "footer": branding.footer(),
         "adminFqdn": domains.dashboard.admin_fqdn(),
         "activated": accounts.is_activated(),
         "setup": {"active": False, "message": "", "errorMessage": None},
@@ -57,7 +60,8 @@ def restore(body):
 
 
 def login(body):
-    token, expires = sessions.login(body.get("username"), body.get("password"), client_ip())
+    token, expires = sessions.login(body.get("username"), body.get("password"), client_ip(),
+                                    body.get("totpToken"))
     return {"token": token, "expiresAt": _iso_ms(expires)}
 
 
@@ -79,7 +83,7 @@ def get_config(token_info):
         "apiServerOrigin": _origin(), "webServerOrigin": _origin(),
         "adminDomain": domains.dashboard.admin_domain() or "",
         "adminFqdn": admin_fqdn, "mailFqdn": admin_fqdn, "version": cfg.version, "isDemo": False,
-        "provider": "generic", "cloudronName": platform_settings.get("cloudron_name"), "footer": "",
+        "provider": "generic", "cloudronName": platform_settings.get("cloudron_name"), "footer": branding.footer(),
         "features": {},
         "uiSpec": {},
     }
@@ -132,3 +136,56 @@ def prepare_dashboard_domain(body, token_info):
 def set_dashboard_domain(body, token_info):
     domains.dashboard.set_domain(actor(token_info), body["domain"])
     return None, 204
+
+
+# ---- updates of Berth itself and reboot (platform_update) ----------------------------------------
+
+def get_update():
+    return {"update": platform_update.updater.update_info()}
+
+
+def check_for_updates(token_info):
+    return {"update": platform_update.updater.check_for_updates(actor(token_info))}
+
+
+def start_update(token_info, body=None):
+    return {"taskId": str(platform_update.updater.start_update(actor(token_info), body or {}))}, 202
+
+
+def get_reboot_required():
+    return {"rebootRequired": platform_update.updater.reboot_required()}
+
+
+def reboot(token_info):
+    platform_update.updater.reboot(actor(token_info))
+    return {}, 202
+
+
+def sync_external_ldap(token_info):
+    return {"taskId": str(external_ldap.start_sync(actor(token_info)))}, 202
+
+
+# ---- the machine: disks, memory, graphs, Berth's own logs (system_monitor) ----------------------
+
+def get_disks():
+    return system_monitor.disks()
+
+
+def get_memory():
+    return system_monitor.memory()
+
+
+def get_graphs(target=None, from_=None, until=None, no_null_points=False, format_="json"):
+    return system_monitor.graphs(target, from_, until, bool(no_null_points))
+
+
+def get_logs(unit, lines=10, format_="json"):
+    return flask.Response(system_monitor.download_logs(unit, lines, format_), mimetype="application/x-logs",
+                          headers={"Content-Disposition": 'attachment; filename="log.txt"',
+                                   "Cache-Control": "no-cache"})
+
+
+@event_stream.operation
+async def stream_logs(unit, lines=10, last_event_id=None, **_):
+    # Served on the event loop by web.event_stream.StreamMiddleware, never through Flask.
+    return await system_monitor.follow_logs(unit, lines, last_event_id)

@@ -1,5 +1,7 @@
-"""Profile tag: the caller's own account."""
-from accounts import avatars, users
+"""Profile tag: the caller's own account, including its TOTP two-factor authentication."""
+import domains
+import platform_settings
+from accounts import avatars, totp, users
 from handlers import serialize
 from web.request_context import actor
 from web.unbuilt import not_implemented
@@ -30,4 +32,22 @@ def set_avatar(avatar, token_info):
 
 def clear_avatar(token_info):
     avatars.remove(actor(token_info))
+    return {}, 202
+
+
+# ---- two-factor authentication (accounts.totp) ------------------------------------------------
+
+def create_totp_secret(token_info):
+    # The issuer an authenticator app shows: the dashboard's name, so two servers stay apart.
+    issuer = domains.dashboard.admin_fqdn() or platform_settings.get("cloudron_name") or "Berth"
+    return totp.create_secret(actor(token_info), issuer), 201
+
+
+def enable_totp(body, token_info):
+    totp.enable(actor(token_info), body["totpToken"])
+    return {}, 202
+
+
+def disable_totp(body, token_info):
+    totp.disable(actor(token_info), body["password"])
     return {}, 202

@@ -24,7 +24,7 @@ class UserSchema(Schema):
     role = fields.String()
     active = fields.Boolean()
     source = fields.String()
-    twoFactorAuthenticationEnabled = fields.Constant(False)
+    twoFactorAuthenticationEnabled = fields.Boolean(attribute="totp_enabled")
     creationTime = IsoTime(attribute="creation_time")
     lastLoginTime = IsoTime(attribute="last_login_time")
 
@@ -35,7 +35,7 @@ class ProfileSchema(Schema):
     email = fields.String()
     fallbackEmail = fields.String(attribute="fallback_email")
     displayName = fields.String(attribute="display_name")
-    twoFactorAuthenticationEnabled = fields.Constant(False)
+    twoFactorAuthenticationEnabled = fields.Boolean(attribute="totp_enabled")
     role = fields.String()
     admin = fields.Boolean(attribute="is_admin")
     source = fields.String()

@@ -1,8 +1,13 @@
 """settings tag of openapi.yaml."""
+import appstore.settings
+import appstore.support
 import backups
 import domains
 import platform_settings
 import system_services
+from accounts import directory_config, external_ldap
+from handlers import branding
+from platform_settings import registry as registry_settings
 from web.request_context import actor
 from web.unbuilt import not_implemented
 
@@ -59,6 +64,11 @@ def set_cloudron_name(body, token_info):
     return {}, 202
 
 
+# The older path of the branding icon: the same operations.
+get_cloudron_avatar = branding.get_cloudron_avatar
+set_cloudron_avatar = branding.set_cloudron_avatar
+
+
 def get_unstable_apps():
     return {"enabled": bool(platform_settings.get("unstable_apps"))}
 
@@ -102,4 +112,45 @@ def get_platform_config():
 
 def set_platform_config(body, token_info):
     system_services.set_platform_config(actor(token_info), body)
+    return {}
+
+
+def get_directory_config():
+    return directory_config.get()
+
+
+def set_directory_config(body, token_info):
+    directory_config.set_config(actor(token_info), body)
+    return {}
+
+
+def get_support_config():
+    return appstore.support.get_config()
+
+
+def get_appstore_config():
+    return appstore.settings.get_config()
+
+
+def set_appstore_config(body, token_info):
+    return appstore.settings.set_config(actor(token_info), body)
+
+
+# external_ldap_config: checked by a bind before it is saved; the bind password is masked.
+def get_external_ldap_config():
+    return external_ldap.get_config()
+
+
+def set_external_ldap_config(body, token_info):
+    external_ldap.set_config(actor(token_info), body)
+    return {}
+
+
+# registry_config: checked by a registry login before it is saved; the password is masked.
+def get_registry_config():
+    return registry_settings.get_config()
+
+
+def set_registry_config(body, token_info):
+    registry_settings.set_config(actor(token_info), body)
     return {}

@@ -1,20 +1,23 @@
 """Updater tag (Cloudron 7+): pending updates of apps (from the app catalog) and of the platform.
 
-Berth updates itself through its package, never in place, so the platform ("box") part is always
-empty: GET /updater/updates has no `box` key and POST /updater/update, Cloudron's platform update,
-answers as Cloudron does when there is nothing to update (422 "No update available"). Apps are
-updated through POST /apps/{id}/update or the automatic update schedule.
+The platform ("box") part is the newer Berth release the release feed offers (platform_update):
+GET /updater/updates lists it as `box` once a check found one, and POST /updater/update starts the
+same update task as POST /cloudron/update (a backup first, then the verified release is staged and
+installed at the next start); with nothing newer it answers 422 "No update available", as Cloudron.
+Apps are updated through POST /apps/{id}/update or the automatic update schedule.
 """
 from apps import updates
-from core import errors
+from platform_update import updater as platform_updater
+from web.request_context import actor
 from web.unbuilt import not_implemented
 
 __getattr__ = not_implemented(__name__)
 
 
 def get_updates():
-    return {"updates": updates.available()}
+    box = platform_updater.box_update()
+    return {"updates": {**updates.available(), **({"box": box} if box else {})}}
 
 
-def update(body=None):
-    return errors.body(422, "No update available"), 422
+def update(token_info, body=None):
+    return {"taskId": str(platform_updater.start_update(actor(token_info), body or {}))}, 202

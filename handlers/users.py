@@ -1,5 +1,5 @@
 """Users tag: user management by user managers and admins."""
-from accounts import users
+from accounts import totp, users
 from handlers import serialize
 from mail import account_mail
 from web.request_context import actor
@@ -97,3 +97,9 @@ def logout(user_id, token_info):
     token survives when they log themselves out everywhere)."""
     revoked = users.revoke_sessions(actor(token_info), user_id, token_info["token_id"])
     return {"revokedTokens": revoked}
+
+
+def disable_totp(user_id, token_info):
+    """Reset a user's two-factor authentication (a lost phone); they log in with the password."""
+    totp.admin_disable(actor(token_info), user_id)
+    return {}

@@ -22,6 +22,7 @@ from core import config, data_paths, files
 from core.errors import BadRequest
 from models import Setting
 from models.mail import ALIAS, APP, LIST, MAILBOX, AppMailbox, MailAddress, MailDomain
+from platform_settings import blocklist
 
 DEFAULT_MAX_EMAIL_SIZE = 25 * 1024 * 1024  # Cloudron's default
 
@@ -93,6 +94,7 @@ def snapshot() -> dict:
         "maxEmailSize": max_email_size(),
         "spamAcl": {"allowlist": acl["whitelist"], "blocklist": acl["blacklist"]},
         "spamCustomConfig": Setting.read("mail_spam_custom_config", ""),
+        "clientBlocklist": blocklist.networks(),     # /network/blocklist
         "authProgram": auth_program(),
     }
 

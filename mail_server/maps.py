@@ -5,6 +5,7 @@ Every name that goes into a table is checked against a strict pattern first: a t
 "key value", so an address with a space, a newline or a comma could otherwise add entries.
 """
 import dataclasses
+import ipaddress
 import re
 
 from mail_server.errors import MailServerError
@@ -120,10 +121,20 @@ def tables(snapshot: dict) -> Tables:
     acl = snapshot.get("spamAcl") or {}
     files["blocklist"] = "".join(f"/{glob_regexp(p)}/ REJECT sender is blocked\n"
                                  for p in acl.get("blocklist", []) or [])
+    # /network/blocklist: clients refused at connect (a cidr table; entries are canonical networks
+    # from the snapshot, re-checked here so a line can hold nothing else).
+    files["client_blocklist"] = "".join(f"{n} REJECT client is blocked\n" for n in _networks(snapshot))
     transports, passwords = relay_tables(domains)
     files["sender_transports"] = transports
     files["relay_passwords"] = passwords
     return Tables(files, classes, bool(passwords))
+
+
+def _networks(snapshot: dict) -> list[str]:
+    try:
+        return [str(ipaddress.ip_network(n, strict=False)) for n in snapshot.get("clientBlocklist") or []]
+    except ValueError as e:
+        raise MailServerError(f"mail server: invalid blocklist entry: {e}") from None
 
 
 def snapshot_hostname(snapshot: dict) -> str:

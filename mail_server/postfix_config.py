@@ -61,7 +61,7 @@ def master_cf(ports: dict[str, int], listen: str) -> str:
         "  -o smtpd_tls_security_level=encrypt\n"
         "  -o smtpd_tls_auth_only=yes\n"
         "  -o smtpd_sasl_auth_enable=yes\n"
-        "  -o smtpd_client_restrictions=permit_sasl_authenticated,reject\n"
+        "  -o smtpd_client_restrictions=$berth_blocked_clients,permit_sasl_authenticated,reject\n"
         "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject\n"
         # mailFromValidation: addresses the owner table knows may only be used by their owners.
         "  -o smtpd_sender_restrictions=reject_known_sender_login_mismatch\n"
@@ -115,6 +115,9 @@ def main_cf(layout: Layout, conf_dir: str, snapshot: dict, tables: Tables, tls: 
         "smtpd_helo_required": "yes",
         "disable_vrfy_command": "yes",
         "smtpd_restriction_classes": ", ".join(tables.lists),
+        # /network/blocklist, on port 25 and (master.cf) on submission
+        "berth_blocked_clients": f"check_client_access {table('client_blocklist', 'cidr')}",
+        "smtpd_client_restrictions": "$berth_blocked_clients",
         "smtpd_sender_restrictions": f"check_sender_access {table('blocklist', 'regexp')}",
         "smtpd_relay_restrictions": "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination",
         "smtpd_recipient_restrictions": ", ".join([

@@ -29,6 +29,9 @@ class App(BaseModel):
     enable_backup = peewee.BooleanField(default=True)
     enable_automatic_update = peewee.BooleanField(default=True)
     robots_txt = peewee.TextField(default="")
+    cpu_shares = peewee.IntegerField(default=512)            # Docker CPU weight (2..1024)
+    reverse_proxy_config = JSONField(null=True)              # {robotsTxt, csp, hstsPreload} of its vhost
+    data_dir = peewee.TextField(null=True)                   # custom host folder of /app/data; null = default
     container_id = peewee.CharField(max_length=80, default="")
     host_port = peewee.IntegerField(null=True)   # the container's httpPort published on 127.0.0.1
     creation_time = peewee.DateTimeField(default=utcnow)

@@ -14,7 +14,7 @@ class Backup(BaseModel):
     type = peewee.CharField(max_length=8, index=True)
     app_id = peewee.CharField(max_length=64, null=True, index=True)
     state = peewee.CharField(max_length=16, default="creating", index=True)
-    format = peewee.CharField(max_length=16)                 # tgz | rsync
+    format = peewee.CharField(max_length=16)                 # tgz | zstd | rsync
     version = peewee.CharField(max_length=64, default="")    # platform version (box) or app version (app)
     depends_on = JSONField(default=list)                     # box: the app backup ids a full restore needs
     manifest = JSONField(null=True)                          # app: the manifest of the backed-up app

@@ -25,6 +25,14 @@ class User(BaseModel):
     # Listing order (by username; users without one, e.g. invited, last by email) kept in an
     # indexed column so a page of a large directory is an index walk, not a sort of every row.
     sort_key = peewee.CharField(max_length=260, default="", index=True)
+    # TOTP two-factor authentication (accounts/totp.py, schema version 11): the secret is sealed
+    # with a key outside the database; it is pending until totp_enabled. totp_last_step is the
+    # time step of the last accepted code, so a code works once.
+    totp_secret = peewee.TextField(null=True)
+    totp_enabled = peewee.BooleanField(default=False)
+    totp_last_step = peewee.BigIntegerField(null=True)
+    # Where a user with source "ldap" lives in the external directory (schema version 12).
+    external_dn = peewee.CharField(max_length=1024, null=True, index=True)
 
     @staticmethod
     def sort_key_for(username, email):
@@ -43,6 +51,7 @@ class Group(BaseModel):
     id = peewee.CharField(primary_key=True, max_length=64)
     name = peewee.CharField(max_length=200, unique=True)
     source = peewee.CharField(max_length=16, default="")
+    external_dn = peewee.CharField(max_length=1024, null=True, index=True)  # source "ldap" (schema 12)
     creation_time = peewee.DateTimeField(default=utcnow)
 
 

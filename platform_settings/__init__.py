@@ -1,9 +1,10 @@
 """Platform settings under /settings/<name>: stored in the settings table, validated on write.
 
 The update patterns are schedules (tasks.schedules), so a change takes effect at once in every
-process: `app_autoupdate_pattern` drives apps.updates.check_all; `box_autoupdate_pattern` is kept
-for clients but fires nothing, as Berth updates itself through its package, not in place.
+process: `app_autoupdate_pattern` drives apps.updates.check_all; `box_autoupdate_pattern` drives
+platform_update.updater.scheduled_update (check the release feed, back up, stage the release).
 """
+import unicodedata
 import zoneinfo
 from typing import Any
 
@@ -49,9 +50,13 @@ def set_time_zone(actor: eventlog.Actor, tz: str) -> None:
 
 
 def set_cloudron_name(actor: eventlog.Actor, name: str) -> None:
+    """/settings/cloudron_name and /branding/cloudron_name. The name goes into page titles, mail
+    subjects and headers: no control characters or line breaks."""
     name = name.strip()
     if not 1 <= len(name) <= 64:
         raise BadRequest("must be 1 to 64 characters", "name")
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        raise BadRequest("must not contain control characters or line breaks", "name")
     put(actor, "cloudron_name", name)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 
 from core import config
 from core.errors import ApiError
-from reverse_proxy import acme_challenges, apply, certificate_files, main_config, nginx_process, vhost_files
+from reverse_proxy import acme_challenges, apply, blocklist, certificate_files, main_config, nginx_process, vhost_files
 from reverse_proxy.layout import Layout
 from reverse_proxy.nginx_process import ProxyError, nginx_available  # noqa: F401 - public names
 from reverse_proxy.vhost_files import STATES, CertificateLookup  # noqa: F401 - public names
@@ -48,15 +48,15 @@ class Proxy:
         return os.path.join(self.sites, vhost_files.file_name(app_id))
 
     def spec(self, app_id: str, fqdn: str, upstream_port: int | None = None, aliases: Iterable[str] = (),
-             redirects: Iterable[str] = (), state: str = "running") -> dict:
+             redirects: Iterable[str] = (), state: str = "running", proxy_config: dict | None = None) -> dict:
         """Check and normalise what a vhost is made of (ValueError for anything malformed)."""
-        return vhost_files.spec(app_id, fqdn, upstream_port, aliases, redirects, state)
+        return vhost_files.spec(app_id, fqdn, upstream_port, aliases, redirects, state, proxy_config)
 
     def render_main(self, sites_dir: str | None = None) -> str:
         """nginx.conf: global settings, the catch-all server, and an include of the vhosts."""
         return main_config.render(self.layout, self.http_port, self.https_port, self.listen,
                                   certificate_files.default_certificate(self.data_dir), sites_dir,
-                                  acme_challenges.render_map(self.data_dir))
+                                  acme_challenges.render_map(self.data_dir), blocklist.read(self.layout))
 
     def render_vhost(self, spec: dict, certificate: CertificateLookup) -> str:
         """The vhost file for a spec (see spec() and write_app_vhost)."""
@@ -131,6 +131,29 @@ class Proxy:
             if self.pid() is not None:
                 self._commit({})
 
+    # -- refused clients ------------------------------------------------------------------------
+
+    def set_blocklist(self, networks: Iterable[str]) -> None:
+        """Answer 403 to every client inside `networks` (addresses or CIDRs; ValueError for one
+        that is neither), on every name: checked with `nginx -t`, then reloaded when nginx runs
+        (otherwise nginx starts with it). A refused change leaves the previous list in force."""
+        networks = blocklist.normalise(networks)
+        with apply.locked(self.layout):
+            previous = blocklist.read(self.layout)
+            if previous == networks:
+                return  # as it is (start-up passes the stored list every time)
+            blocklist.store(self.layout, networks)
+            if self.pid() is None:
+                return
+            try:
+                self._commit({})
+            except Exception:
+                blocklist.store(self.layout, previous)
+                raise
+
+    def blocklist(self) -> list[str]:
+        return blocklist.read(self.layout)
+
     # -- vhosts ---------------------------------------------------------------------------------
 
     def vhosts(self) -> dict[str, dict]:
@@ -149,15 +172,16 @@ class Proxy:
 
     def write_app_vhost(self, app_id: str, fqdn: str, upstream_port: int | None, aliases: Iterable[str] = (),
                         redirects: Iterable[str] = (), state: str = "running", *,
-                        certificate: CertificateLookup) -> str:
+                        certificate: CertificateLookup, proxy_config: dict | None = None) -> str:
         """Serve app `app_id` at `fqdn` (and `aliases`), proxying to 127.0.0.1:`upstream_port`;
         `redirects` answer 301 to the main name. state: running | stopped | installing | error
         (the last three show a 503 page instead of the app; upstream_port may then be None).
         `certificate(hostname)` gives the (cert path, key path) for a name. Starts nginx if it is
         not running. Returns the vhost's path once nginx serves it. Raises Conflict when another
         app serves one of the names, ValueError for malformed arguments, ProxyError when nginx
-        rejects the result (the working configuration then stays as it was)."""
-        spec = self.spec(app_id, fqdn, upstream_port, aliases, redirects, state)
+        rejects the result (the working configuration then stays as it was). `proxy_config`: the
+        app's robots.txt, CSP and HSTS preload (proxy_settings.py)."""
+        spec = self.spec(app_id, fqdn, upstream_port, aliases, redirects, state, proxy_config)
         text = self.render_vhost(spec, certificate)
         with apply.locked(self.layout):
             vhost_files.check_taken([spec], [s for a, s in self.vhosts().items() if a != app_id])
@@ -208,9 +232,9 @@ def is_running() -> bool:
 
 def write_app_vhost(app_id: str, fqdn: str, upstream_port: int | None, aliases: Iterable[str] = (),
                     redirects: Iterable[str] = (), state: str = "running", *,
-                    certificate: CertificateLookup) -> str:
+                    certificate: CertificateLookup, proxy_config: dict | None = None) -> str:
     return proxy().write_app_vhost(app_id, fqdn, upstream_port, aliases, redirects, state,
-                                   certificate=certificate)
+                                   certificate=certificate, proxy_config=proxy_config)
 
 
 def remove_app_vhost(app_id: str) -> bool:
@@ -235,3 +259,7 @@ def refresh_certificates(certificate: CertificateLookup) -> int:
 
 def vhosts() -> dict[str, dict]:
     return proxy().vhosts()
+
+
+def set_blocklist(networks: Iterable[str]) -> None:
+    proxy().set_blocklist(networks)

@@ -4,7 +4,7 @@ import socket
 
 import psutil
 
-from reverse_proxy import acme_challenges, nginx_process, pages
+from reverse_proxy import acme_challenges, blocklist, nginx_process, pages
 from reverse_proxy.layout import Layout
 
 
@@ -37,9 +37,10 @@ def _temp_paths(layout: Layout) -> list[str]:
 
 def render(layout: Layout, http_port: int, https_port: int, address: str,
            default_certificate: tuple[str, str], sites_dir: str | None = None,
-           acme_map: list[str] = ()) -> str:
+           acme_map: list[str] = (), blocked: list[str] = ()) -> str:
     """The text of nginx.conf; `sites_dir` replaces layout.sites for a candidate configuration;
-    `acme_map` is the map of pending HTTP-01 answers (acme_challenges.render_map)."""
+    `acme_map` is the map of pending HTTP-01 answers (acme_challenges.render_map); `blocked` the
+    refused client networks (blocklist.py)."""
     default_cert, default_key = default_certificate
     ipv6 = ipv6_available()
     all_listens = (listens(address, http_port, "default_server", ipv6)
@@ -73,9 +74,11 @@ def render(layout: Layout, http_port: int, https_port: int, address: str,
         "    ssl_session_timeout 1d;",
         "    map $http_upgrade $connection_upgrade { default upgrade; '' close; }",
         *("    " + line for line in acme_map),
+        *("    " + line for line in blocklist.geo(blocked)),
         "    server {",
         *("        " + listen for listen in all_listens),
         "        server_name _;",
+        "        " + blocklist.CHECK,
         f"        ssl_certificate {default_cert};",
         f"        ssl_certificate_key {default_key};",
         *("        " + line for line in acme_challenges.location()),

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from core.errors import Conflict
-from reverse_proxy import acme_challenges, pages
+from reverse_proxy import acme_challenges, blocklist, pages, proxy_settings
 
 STATES = ("running", "stopped", "installing", "error")
 HEADER = "# berth-vhost"
@@ -45,8 +45,9 @@ def check_port(port: int) -> int:
 
 
 def spec(app_id: str, fqdn: str, upstream_port: int | None = None, aliases: Iterable[str] = (),
-         redirects: Iterable[str] = (), state: str = "running") -> dict:
-    """Check and normalise what a vhost is made of."""
+         redirects: Iterable[str] = (), state: str = "running", proxy_config: dict | None = None) -> dict:
+    """Check and normalise what a vhost is made of. `proxy_config`: the app's reverse proxy settings
+    (proxy_settings.py), recorded only when it sets something."""
     file_name(app_id)
     fqdn = check_host(fqdn, "fqdn")
     if "*" in fqdn:
@@ -58,8 +59,10 @@ def spec(app_id: str, fqdn: str, upstream_port: int | None = None, aliases: Iter
     if state == "running" or upstream_port is not None:
         check_port(upstream_port)
     served = list(dict.fromkeys([fqdn] + aliases))
-    return {"app_id": app_id, "fqdn": fqdn, "upstream_port": upstream_port, "aliases": served[1:],
-            "redirects": [r for r in dict.fromkeys(redirects) if r not in served], "state": state}
+    out = {"app_id": app_id, "fqdn": fqdn, "upstream_port": upstream_port, "aliases": served[1:],
+           "redirects": [r for r in dict.fromkeys(redirects) if r not in served], "state": state}
+    proxy_config = proxy_settings.normalise(proxy_config)
+    return {**out, "proxy_config": proxy_config} if proxy_config else out
 
 
 def names(vhost: dict) -> list[str]:
@@ -88,7 +91,7 @@ def read_spec(text: str | None) -> dict | None:
         found = json.loads(header[len(HEADER) + 1:])
     except ValueError:
         return None
-    return found if isinstance(found, dict) and set(found) == _SPEC_KEYS else None
+    return found if isinstance(found, dict) and _SPEC_KEYS <= set(found) <= _SPEC_KEYS | {"proxy_config"} else None
 
 
 def read_all(sites_dir: str) -> dict[str, dict]:
@@ -122,6 +125,8 @@ def render(vhost: dict, certificate: CertificateLookup, http_listens: list[str],
     if redirects:
         out += _server(http_listens, redirects, _http_body(to_main))
     body = _app_body(vhost["state"], vhost["upstream_port"], fqdn)
+    if vhost["state"] == "running":
+        body = proxy_settings.server_lines(vhost.get("proxy_config")) + body
     for group, cert in _by_certificate(served, certificate):
         out += _server(https_listens, group, _tls(cert) + body)
     for group, cert in _by_certificate(redirects, certificate):
@@ -153,7 +158,8 @@ def _http_body(redirect):
 
 def _server(listens, hosts, body):
     return (["server {"] + ["    " + line for line in listens]
-            + [f"    server_name {' '.join(hosts)};"] + ["    " + line for line in body] + ["}"])
+            + [f"    server_name {' '.join(hosts)};", "    " + blocklist.CHECK]
+            + ["    " + line for line in body] + ["}"])
 
 
 def _app_body(state, upstream_port, fqdn):

@@ -11,8 +11,9 @@ RUN_NEEDS=(dockerd:docker.io nginx:nginx-light postfix:postfix dovecot:dovecot-c
            /usr/lib/*/sasl2/libplain.so:libsasl2-modules debootstrap:debootstrap)
 TEST_NEEDS=(chromium:chromium chromedriver:chromium-driver curl:curl /bin/busybox:busybox-static
             /usr/lib/postgresql/*/bin/initdb:postgresql docker-registry:docker-registry
-            pebble:pebble named:bind9)
-BENCH_NEEDS=(wrk:wrk)
+            pebble:pebble named:bind9 slapd:slapd ldapsearch:ldap-utils htpasswd:apache2-utils
+            sshd:openssh-server sshfs:sshfs git:git)
+BENCH_NEEDS=(wrk:wrk zstd:zstd)
 PIDFILE=/run/berth-dockerd.pid
 
 have() { case "$1" in /*) compgen -G "$1" >/dev/null ;; *) command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] ;; esac; }
@@ -34,10 +35,21 @@ packages() {
   # The system's own Postfix stays unconfigured: Berth's instance owns the mail ports.
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  # Packages start their system services where an init system runs: Berth's instances need the ports.
+  # Packages start their system services where an init system runs: Berth's instances and the
+  # tests' own servers need nothing of them. Only services of packages installed just now are
+  # stopped (an sshd someone logs in through was there before and stays).
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    systemctl disable --now postfix dovecot rspamd >/dev/null 2>&1 || true
+    local units=() pkg
+    for pkg in "${missing[@]}"; do
+      case "$pkg" in
+        postfix) units+=(postfix) ;; dovecot-core) units+=(dovecot) ;; rspamd) units+=(rspamd) ;;
+        slapd) units+=(slapd) ;; openssh-server) units+=(ssh) ;; docker-registry) units+=(docker-registry) ;;
+        bind9) units+=(named) ;;
+      esac
+    done
+    [ ${#units[@]} -gt 0 ] && { systemctl disable --now "${units[@]}" >/dev/null 2>&1 || true; }
   fi
+  return 0
 }
 
 engine_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }

@@ -22,30 +22,37 @@ BODIES = {
     "app.stop": "apps.task_bodies:stop",
     "app.restart": "apps.task_bodies:restart",
     "app.uninstall": "apps.task_bodies:uninstall",
+    "app.data_dir": "apps.data_folder:move",
     "backup.full": "backups.task_bodies:full_backup",
     "backup.app": "backups.task_bodies:app_backup",
     "backup.cleanup": "backups.task_bodies:cleanup",
     "backup.restore_app": "backups.task_bodies:restore_app",
     "backup.clone_app": "backups.task_bodies:clone_app",
+    "backup.import_app": "backups.app_import:import_app",
     "backup.restore_cloudron": "backups.task_bodies:restore_cloudron",
     "dns.sync": "domains.dns_records:sync_all",
     "certs.renew": "domains.task_bodies:renew",
     "certs.refresh": "domains.task_bodies:refresh",
     "dashboard.prepare": "domains.task_bodies:prepare_dashboard",
     "mail.change_location": "mail.server_settings:change_location",
+    "ldap.sync": "accounts.external_ldap:sync",
+    "platform.update": "platform_update.task_bodies:update",
+    "deploy.build": "deployments.task_bodies:build",
 }
 
 # stable name -> "package.module:function", called as action(fire_time=..., **args)
 ACTIONS = {
     "apps.health_check": "apps.health:check_all",
     "apps.autoupdate": "apps.updates:check_all",
-    "box.autoupdate": "apps.updates:nothing",
+    "box.autoupdate": "platform_update.updater:scheduled_update",
     "backup.scheduled": "backups.scheduled:scheduled_backup",
     "backup.scheduled_cleanup": "backups.scheduled:scheduled_cleanup",
     "backup.sweep": "backups.scheduled:sweep",
     "certs.renewal_check": "domains.task_bodies:renewal_check",
     "dns.dynamic_check": "domains.dynamic_dns:check",
     "addons.scheduler_run": "addons.scheduler:run",
+    "system.collect_usage": "system_monitor.collector:collect",
+    "deployments.image_hygiene": "deployments.hygiene:run",
 }
 
 

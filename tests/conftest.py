@@ -19,6 +19,9 @@ os.environ.setdefault("BERTH_TEST_TASK_BODIES", "tests.support.task_bodies")
 # The S3 test server listens on 127.0.0.1; production refuses local storage endpoints. Tests of
 # that refusal start their server with BERTH_ALLOW_LOCAL_STORAGE_ENDPOINTS=0.
 os.environ.setdefault("BERTH_ALLOW_LOCAL_STORAGE_ENDPOINTS", "1")
+# POST /cloudron/reboot reboots the machine when BERTH_ALLOW_REBOOT=1: never in a test run, whatever
+# the shell exports (the role walk calls every operation).
+os.environ["BERTH_ALLOW_REBOOT"] = "0"
 
 
 @pytest.fixture(scope="session")

@@ -151,7 +151,7 @@ def test_the_list_of_built_operations_is_complete():
 AREA_PACKAGES = ("accounts", "addons", "apps", "backups", "backup_storage", "certificates", "containers",
                  "dns_providers", "domains", "eventlog", "log_streams", "mail", "mail_server", "platform_settings",
                  "system_services", "reverse_proxy", "core", "tasks", "system_monitor", "volumes",
-                 "appstore", "file_access", "metrics", "platform_update")
+                 "appstore", "file_access", "metrics", "platform_update", "deployments")
 
 
 def test_public_functions_of_the_area_packages_have_type_hints():

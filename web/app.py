@@ -18,11 +18,15 @@ from connexion.validators import VALIDATOR_MAP
 import backups
 import domains
 import platform_settings
+import system_monitor
 from apps import health as app_health
 from core import config
 from core.errors import ApiError, body, reason
+from deployments import hygiene as image_hygiene
+from metrics import exposition as metrics_exposition
+from metrics import middleware as metrics_middleware
 from models import migrations, open_database
-from web import access_log, event_stream, request_guard, request_limits, security, unbuilt
+from web import access_log, event_stream, request_guard, request_limits, security, unbuilt, websocket
 from web.lifespan import lifespan
 from web.request_validation import CheckedMultiPartValidator, LiberalJSONBodyValidator, NamedParameterValidator
 from web.spec import ROOT, load_spec, operations
@@ -62,17 +66,29 @@ def _flask_api_error(exc):
                           {**exc.headers, "Content-Type": "application/json"})
 
 
+def _keep_form_bodies():
+    """Flask before_request: keep the raw bytes of a form-encoded body. Connexion parses form
+    bodies (Swagger 2) before the handler runs, which consumes the stream; a webhook signed over
+    the raw body (GitHub's `application/x-www-form-urlencoded` deliveries) needs those bytes.
+    Werkzeug parses the form from the cached bytes then."""
+    if flask.request.mimetype == "application/x-www-form-urlencoded":
+        flask.request.get_data(cache=True, parse_form_data=False)
+
+
 def create_app(cfg=None):
     cfg = cfg or config.load()
     config.use(cfg)
     make_data_dir_private(cfg)  # umask 077, data dir 0700, database files 0600
     access_log.install()        # no token in access log lines
-    open_database(cfg.database_url)
+    system_monitor.install_log_files()  # box.log and crash.log under the data dir (/cloudron/logs)
+    metrics_exposition.install(open_database(cfg.database_url))  # SQL statements timed
     migrations.migrate()
     app_health.register()  # recurring health check and reconciliation of apps
     platform_settings.register()  # update schedules
     backups.register()     # automatic backups (from the backup config) and the six-hourly cleanup
     domains.acme_orders.register()  # hourly certificate renewal check (ACME)
+    system_monitor.register()  # the resource graphs collector (BERTH_GRAPHS_INTERVAL)
+    image_hygiene.register()   # hourly removal of built images no deployment needs (BERTH_KEEP_BUILDS)
 
     spec = load_spec()
     unbuilt.register_routes(spec)
@@ -80,12 +96,15 @@ def create_app(cfg=None):
     # 400 for a bad parameter, 413/415 for a body, 501 while its handler is not built.
     request_guard.declare_refusals(spec)
     unbuilt.declare_501(spec, Resolver().resolve_function_from_operation_id)
-    roles = {}
+    roles, scopes = {}, {}
     for op_id, method, _path, op in operations(spec):
         declared = op.get("x-roles") or []
         roles[op_id] = (None if declared == ["public"] else frozenset(declared), method)
-    security.configure(roles, cfg.rate_limit)
+        if op.get("x-token-scope"):
+            scopes[op_id] = op["x-token-scope"]
+    security.configure(roles, cfg.rate_limit, scopes, cfg.metrics_token)
 
+    CheckedMultiPartValidator.STREAMED = set(request_limits.operation_limits(operations(spec)))
     validators = dict(VALIDATOR_MAP, parameter=NamedParameterValidator)
     validators["body"] = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": LiberalJSONBodyValidator,
                                         "multipart/form-data": CheckedMultiPartValidator})
@@ -101,8 +120,13 @@ def create_app(cfg=None):
     # token check and before validation reads and parses the body.
     app.add_middleware(request_limits.BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_SECURITY,
                        default=cfg.max_body_bytes, limits=request_limits.operation_limits(operations(spec)))
+    # Requests counted and timed per operation (GET /metrics); after routing, so 401s count too.
+    app.add_middleware(metrics_middleware.RequestMetricsMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
     # Log streams are answered on the event loop after routing, auth and validation, not by Flask.
     app.add_middleware(event_stream.StreamMiddleware)
+    # Exec sessions (WebSocket and Upgrade: tcp) are answered on the event loop, outside the HTTP
+    # stack; web.websocket applies the same token and x-roles check (web.security.authorize).
+    app.add_middleware(websocket.ExecMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_api(
         spec, resolver=Resolver(), pythonic_params=True, validator_map=validators,
         swagger_ui_options=SwaggerUIOptions(swagger_ui=True, swagger_ui_path="/ui"),
@@ -118,6 +142,7 @@ def create_app(cfg=None):
     app.add_error_handler(Exception, _crash_handler)
     app.app.register_error_handler(ApiError, _flask_api_error)
     app.app.before_request(request_guard.form_fields_read)
+    app.app.before_request(_keep_form_bodies)
     app.app.json.sort_keys = False
     app.app.json.compact = True
     app.config = cfg

@@ -31,6 +31,7 @@ from starlette.datastructures import Headers, QueryParams
 
 from core.errors import BadRequest
 from log_streams import HEARTBEAT_SECS
+from metrics import instruments
 
 log = logging.getLogger("berth.logstream")
 
@@ -204,4 +205,9 @@ class StreamMiddleware:
         token_info = (extensions.get("connexion_context") or {}).get("token_info")
         source = await handler(**params, lines=lines, last_event_id=last_event_id,
                                token_info=token_info)
-        await serve_events(send, receive, source, plain=plain, last_event_id=last_event_id)
+        clients = instruments.log_stream_clients
+        clients.inc()
+        try:
+            await serve_events(send, receive, source, plain=plain, last_event_id=last_event_id)
+        finally:
+            clients.dec()

@@ -3,7 +3,9 @@ run the task engine, end log streams on shutdown, and tune the garbage collector
 is over."""
 import contextlib
 import gc
+import os
 
+from metrics import exposition
 from tasks import lifecycle
 from web import event_stream
 
@@ -27,4 +29,7 @@ async def lifespan(app=None):
     async with lifecycle.running_engine():
         event_stream.end_streams_on_shutdown()
         settle_heap()
-        yield
+        try:
+            yield
+        finally:
+            exposition.forget_process(os.getpid())  # its open log streams no longer count

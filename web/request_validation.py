@@ -127,6 +127,21 @@ class CheckedMultiPartValidator(MultiPartFormDataValidator):
         except MultiPartException as e:
             raise BadRequestProblem(detail=f"Failed to parse body: {e.message}") from None
 
+    # Operations declaring a large `x-max-body-bytes` (the upload routes) are not parsed here:
+    # Connexion's validation keeps every message of a body in memory to replay it to Flask. Their
+    # handler reads the body as a stream (Werkzeug spools file parts to disk) and checks its parts.
+    # Filled by web.app.create_app.
+    STREAMED: set = set()
+
+    async def wrap_receive(self, receive, *, scope):
+        routing = (scope.get("extensions") or {}).get("connexion_routing") or {}
+        if routing.get("operation_id") in self.STREAMED:
+            content_type = Headers(scope=scope).get("content-type", "")
+            if "boundary=" not in content_type:
+                raise BadRequestProblem(detail="Content-Type: must be multipart/form-data with a boundary")
+            return receive, scope
+        return await super().wrap_receive(receive, scope=scope)
+
 
 class NamedParameterValidator(ParameterValidator):
     """Query/path/header errors as `<name>: <reason>` (Connexion's default dumps the schema)."""

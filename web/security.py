@@ -12,24 +12,32 @@ hand-off to a thread. The last-used stamp is a write (with SQLite it can wait up
 timeout for another writer), so it runs in a worker thread while the loop serves others. There
 is no token cache: a revoked token is refused on its next request, in every process.
 """
+import hmac
 import threading
 import time
 
 from starlette.concurrency import run_in_threadpool
 
-from accounts import tokens
+from accounts import directory_config, tokens
 from core.errors import Forbidden, TooManyRequests, Unauthorized
+from models import ROLE_RANK
 
 # operationId -> (frozenset of roles, HTTP method); filled by server.create_app from the spec.
 OPERATION_ROLES = {}
+# operationId -> the narrow token scope (`x-token-scope`) that may also call it, e.g. "metrics".
+OPERATION_SCOPES = {}
 _rate_limit_per_minute = 0
+_metrics_secret = ""
 
 
-def configure(operation_roles, rate_limit_per_minute):
-    global _rate_limit_per_minute
+def configure(operation_roles, rate_limit_per_minute, operation_scopes=None, metrics_secret=""):
+    global _rate_limit_per_minute, _metrics_secret
     OPERATION_ROLES.clear()
     OPERATION_ROLES.update(operation_roles)
+    OPERATION_SCOPES.clear()
+    OPERATION_SCOPES.update(operation_scopes or {})
     _rate_limit_per_minute = rate_limit_per_minute
+    _metrics_secret = metrics_secret
     _buckets.clear()
 
 
@@ -49,23 +57,38 @@ async def token_from_api_key(value, request=None):
 
 
 async def authorize(token, request):
+    op_id = _operation_id(request)
+    narrow = OPERATION_SCOPES.get(op_id)
+    if narrow == "metrics" and _metrics_secret and hmac.compare_digest(token.encode(), _metrics_secret.encode()):
+        return {"sub": None, "token_id": "metrics-secret", "role": "metrics", "username": None,
+                "scope": {"metrics": "r"}, "client_id": "metrics"}
     info = tokens.lookup(token)
     roles, method = _operation_of(request)
     if roles is not None and info["role"] not in roles:
-        raise Forbidden(f"Role '{info['role']}' may not call this operation")
-    if method not in ("GET", "HEAD") and info["scope"].get("*") == "r":
+        raise Forbidden(f"Role '{info['role']}' may not call this operation (it needs one of: "
+                        f"{', '.join(sorted(roles, key=ROLE_RANK.get))})")
+    if "*" not in info["scope"] and narrow not in info["scope"]:
+        raise Forbidden(f"This token's scope ({', '.join(sorted(info['scope']))}) does not cover this operation")
+    if method not in ("GET", "HEAD") and info["scope"].get("*", "r") == "r":
         raise Forbidden("This token is read-only")
+    # mandatory2FA: a user without 2FA may call only the set-up routes (reads by primary key).
+    directory_config.check_request(info["sub"], op_id)
     _charge(info["token_id"])
     if tokens.needs_touch(info.pop("last_used")):
         await run_in_threadpool(tokens.touch, info["token_id"])
     return info
 
 
+def _operation_id(request):
+    if request is None:
+        return None
+    return request.scope.get("extensions", {}).get("connexion_routing", {}).get("operation_id")
+
+
 def _operation_of(request):
     if request is None:
         return None, "GET"
-    routing = request.scope.get("extensions", {}).get("connexion_routing", {})
-    roles, _ = OPERATION_ROLES.get(routing.get("operation_id"), (None, None))
+    roles, _ = OPERATION_ROLES.get(_operation_id(request), (None, None))
     return roles, request.scope.get("method", "GET")
 
 

@@ -9,6 +9,8 @@ at 1.3-2x `tar -c | gzip -1` on two cores. Memory is flat: a bounded number of b
 Restore streams the object through sha256, decryption and gunzip into `tar -x`; GNU tar refuses
 members that escape the target. It does create device nodes and keep setuid bits as root, so an
 app restore then sweeps the tree on descriptors (dirfds.sweep) and removes/clears them.
+zstd.py reuses this module's tar, checksum and restore steps with another compressor (`fmt`,
+`path_of`, `compress`, `extraction` below), so both formats keep the same safety rules.
 """
 import concurrent.futures
 import contextlib
@@ -18,6 +20,7 @@ import shutil
 import tempfile
 import zlib
 from collections import deque
+from collections.abc import Callable
 
 from backup_storage import Storage, StorageError
 from backups.formats import dirfds
@@ -48,10 +51,12 @@ def _tar():
     return shutil.which("tar") or "tar"
 
 
-def pack_tgz(src_dir: str, storage: Storage, remote: str, key: str | None, log: Log, concurrency: int) -> dict:
+def pack_tgz(src_dir: str, storage: Storage, remote: str, key: str | None, log: Log, concurrency: int, *,
+             fmt: str = "tgz", path_of: Callable[[str, bool], str] = archive_path,
+             compress: Callable | None = None) -> dict:
     keyring = Keyring(key) if key else None
-    path = archive_path(remote, bool(keyring))
-    progress = Progress(log, "tgz")
+    path = path_of(remote, bool(keyring))
+    progress = Progress(log, fmt)
     # tar lists what it archived into an index file (folders end in '/'): that gives the count
     # of files without a second walk of the tree.
     with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile(prefix="berth-tar-index-") as listing:
@@ -62,14 +67,14 @@ def pack_tgz(src_dir: str, storage: Storage, remote: str, key: str | None, log: 
         try:
             with storage.writer(path) as out:
                 counted = Counted(out)
-                read_bytes = _compress(proc.stdout, counted, keyring, progress)
+                read_bytes = (compress or _compress)(proc.stdout, counted, keyring, progress)
                 rc = proc.wait()
                 # GNU tar exits 1 when a file changed or vanished while it was read (a live
                 # folder): the archive is still valid, so that is a warning, not a failure.
                 if rc not in (0, 1):
                     raise StorageError(f"tar failed reading {src_dir}: {stderr_text(err) or f'exit {rc}'}")
                 if rc == 1:
-                    log(f"tgz: warning: {stderr_text(err)}")
+                    log(f"{fmt}: warning: {stderr_text(err)}")
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -77,14 +82,14 @@ def pack_tgz(src_dir: str, storage: Storage, remote: str, key: str | None, log: 
             proc.stdout.close()
         listing.seek(0)
         files = sum(1 for line in listing if line.strip() and not line.rstrip(b"\n").endswith(b"/"))
-    sums = ChecksumWriter("tgz", keyring)
+    sums = ChecksumWriter(fmt, keyring)
     try:
         sums.add(path[len(remote):], counted.size, counted.sha.hexdigest())
         checksums = sums.commit(storage, remote, files=files)
     finally:
         sums.close()
     progress(f"done: {mb(read_bytes)} archived into {mb(counted.size)}", force=True)
-    return {"format": "tgz", "remote": remote, "size": counted.size, "uploadedBytes": counted.size,
+    return {"format": fmt, "remote": remote, "size": counted.size, "uploadedBytes": counted.size,
             "files": files, "checksums": checksums, "encrypted": bool(keyring), "uploadedFiles": 1,
             "copiedFiles": 0, "archive": path, "tarBytes": read_bytes}
 
@@ -113,12 +118,13 @@ def _compress(stream, counted, keyring, progress):
 
 
 def unpack_tgz(storage: Storage, remote: str, dest_dir: str, key: str | None, log: Log,
-               expect_encrypted: bool | None = None, privileged: bool = False) -> dict:
-    with ChecksumList(storage, remote, "tgz") as cl:
+               expect_encrypted: bool | None = None, privileged: bool = False, *, fmt: str = "tgz",
+               path_of: Callable[[str, bool], str] = archive_path, extraction: type | None = None) -> dict:
+    with ChecksumList(storage, remote, fmt) as cl:
         keyring = cl.open(key, expect_encrypted)
-        path = archive_path(remote, keyring is not None)
+        path = path_of(remote, keyring is not None)
         expect = cl.find(path[len(remote):])
-    progress = Progress(log, "tgz restore")
+    progress = Progress(log, f"{fmt} restore")
     created = None
     ok = False
     with storage.reader(path) as r:
@@ -130,7 +136,7 @@ def unpack_tgz(storage: Storage, remote: str, dest_dir: str, key: str | None, lo
             decrypter.start(head)
         created = dirfds.prepare_dest(dest_dir)
         try:
-            extraction = _Extraction(dest_dir, remote, progress)
+            extraction = (extraction or _Extraction)(dest_dir, remote, progress)
             size = extraction.run(r, head, decrypter, path, expect)
             if not privileged:
                 try:
@@ -142,7 +148,7 @@ def unpack_tgz(storage: Storage, remote: str, dest_dir: str, key: str | None, lo
             if not ok:
                 dirfds.clear_dest(dest_dir, created)
     progress(f"done: {mb(size)} read, {mb(extraction.written)} extracted", force=True)
-    return {"format": "tgz", "remote": remote, "size": size, "restoredBytes": extraction.written}
+    return {"format": fmt, "remote": remote, "size": size, "restoredBytes": extraction.written}
 
 
 class _Extraction:

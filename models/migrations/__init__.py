@@ -20,6 +20,9 @@ from models.migrations import (
     v0012_external_directory,
     v0013_usage_history,
     v0014_volumes,
+    v0015_deployments,
+    v0016_app_configure,
+    v0017_webhooks,
 )
 
 
@@ -46,6 +49,9 @@ MIGRATIONS = [
     v0012_external_directory.migrate,
     v0013_usage_history.migrate,
     v0014_volumes.migrate,
+    v0015_deployments.migrate,   # reserved (issue 17)
+    v0016_app_configure.migrate,
+    v0017_webhooks.migrate,   # after v0016_app_configure: databases may have applied that one already
 ]
 
 

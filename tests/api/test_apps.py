@@ -20,17 +20,14 @@ import pytest
 import requests
 
 from support import images
-from support.apps_env import CATALOG_ID, DOMAIN, MIB, _berth, _closed_port, unique
+from support.apps_env import CATALOG_ID, DOMAIN, MIB, _berth, _closed_port, apps_berth, unique
 from support.harness import Api
 
 
 @pytest.fixture(scope="module")
 def apps(parts, tmp_path_factory):
-    env = _berth(parts, tmp_path_factory)
-    try:
-        yield env.start()
-    finally:
-        env.close()
+    with apps_berth(parts, tmp_path_factory) as env:
+        yield env
 
 
 # ---- install ----------------------------------------------------------------------------------

@@ -7,13 +7,11 @@ One server is shared by most tests (each test installs its own apps); the whole-
 restore uses a source server that goes away and a fresh one. The full-disk test mounts a tmpfs
 of a few MB (as root) and unmounts it in its teardown.
 """
-import hashlib
 import io
 import os
 import shutil
 import socket
 import sqlite3
-import stat
 import subprocess
 import tarfile
 import threading
@@ -23,58 +21,15 @@ import pytest
 
 import certificates
 from support import images
-from support.apps_env import DOMAIN, _berth, unique
+from support.apps_env import DOMAIN, _berth, apps_berth, unique
+from support.data_tree import populate
+from support.data_tree import snapshot as tree
 from support.harness import Api, BerthServer, proxy_env, require, stop_proxy
 
 KEY = "correct horse battery staple"
-STARTUP_FILES = ("starts", "env")   # the test image (write_data) writes these on every start
 
 
 # ---- helpers ------------------------------------------------------------------------------------
-
-def tree(root, skip=STARTUP_FILES):
-    """{relative path: what it is} for everything under root: files by mode, owner, mtime and
-    sha256 of the bytes, directories by mode and owner, symlinks by target."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root)
-            if rel in skip:
-                continue
-            st = os.lstat(full)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("symlink", os.readlink(full))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
-            else:
-                with open(full, "rb") as f:
-                    digest = hashlib.sha256(f.read()).hexdigest()
-                out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, digest)
-    return out
-
-
-def populate(root):
-    """Files of every kind an app leaves in its data folder."""
-    def write(rel, data, mode=0o644):
-        full = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        with open(full, "wb") as f:
-            f.write(data)
-        os.chmod(full, mode)
-    write("docs/readme.txt", b"hello backups\n" * 100)
-    write("bin/tool.sh", b"#!/bin/sh\necho tool\n", 0o755)
-    write("secret/key.pem", b"-----BEGIN PRIVATE KEY-----\nxyz\n", 0o600)
-    os.chmod(os.path.join(root, "secret"), 0o700)
-    write("blob.bin", os.urandom(512 * 1024) + b"\0" * (1024 * 1024))
-    write("empty", b"")
-    write("deep/a/b/c/d.txt", b"deep\n")
-    write("name with spaces \u00fc\u00f1.txt", "\u00fcnicode".encode())
-    os.chown(os.path.join(root, "docs/readme.txt"), 1000, 1000)
-    os.utime(os.path.join(root, "bin/tool.sh"), ns=(1_000_000_000_123_456_789, 1_000_000_000_123_456_789))
-    os.symlink("docs/readme.txt", os.path.join(root, "latest"))
-    os.symlink("nowhere", os.path.join(root, "broken"))
-
 
 def mutate(root):
     with open(os.path.join(root, "docs/readme.txt"), "ab") as f:
@@ -145,11 +100,8 @@ def assert_stages_ok(result):
 
 @pytest.fixture(scope="module")
 def env(parts, tmp_path_factory):
-    berth = _berth(parts, tmp_path_factory)
-    try:
-        yield berth.start()
-    finally:
-        berth.close()
+    with apps_berth(parts, tmp_path_factory) as berth:
+        yield berth
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,7 @@ def test_avatar_is_public_and_the_branding_icon_once_set(fresh_berth):
     assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.headers
     assert _png_size(r.content) == (128, 128)                  # the built-in default, a valid PNG
 
-    # Setting the branding icon is the (unbuilt) Branding operation; its file is what is served.
+    # The icon the Branding routes store (tests/api/test_branding.py) is this file: it is what is served.
     branding = os.path.join(fresh_berth.data_dir, "branding")
     os.makedirs(branding, exist_ok=True)
     custom = PNG_MAGIC + b"custom-icon-bytes"

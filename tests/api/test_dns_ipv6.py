@@ -6,8 +6,7 @@ import time
 
 import pytest
 
-import dns_providers
-from support.apps_env import _berth
+from support.apps_env import berth_with_zone
 from support.bind import running_bind
 
 IPV4, IPV6 = "192.0.2.66", "2001:db8::66"
@@ -21,18 +20,14 @@ def bind():
 
 @pytest.fixture(scope="module")
 def berth(parts, bind, tmp_path_factory):
-    env = _berth(parts, tmp_path_factory)
-    env.env["BERTH_DYNAMIC_DNS_PATTERN"] = "* * * * * *"     # dynamic DNS checks every second here
-    try:
-        env.start()
-        r = env.api.post("/settings/sysinfo_config", json={"provider": "fixed", "ipv4": IPV4, "ipv6": IPV6})
+    def fixed_address(api):
+        r = api.post("/settings/sysinfo_config", json={"provider": "fixed", "ipv4": IPV4, "ipv6": IPV6})
         assert r.status_code == 200, r.text
-        r = env.api.post("/domains", json={"domain": bind.zone, "provider": "rfc2136",
-                                           "config": bind.provider_config()})
-        assert r.status_code == 201, r.text
+
+    # dynamic DNS checks every second here
+    with berth_with_zone(parts, bind, tmp_path_factory, {"BERTH_DYNAMIC_DNS_PATTERN": "* * * * * *"},
+                         prepare=fixed_address) as env:
         yield env
-    finally:
-        env.close()
 
 
 def test_install_writes_a_and_aaaa_and_uninstall_removes_both(berth, bind):
@@ -45,7 +40,7 @@ def test_install_writes_a_and_aaaa_and_uninstall_removes_both(berth, bind):
     assert f"DNS: web6.{bind.zone} AAAA {IPV6} (rfc2136)" in log, log
 
     # sync_dns puts back a deleted AAAA record
-    rfc = dns_providers.create("rfc2136", bind.zone, bind.provider_config())
+    rfc = bind.provider()
     rfc.delete_records("web6", "AAAA")
     r_sync = berth.api.post("/cloudron/sync_dns", json={})
     assert r_sync.status_code == 201, r_sync.text
@@ -58,7 +53,7 @@ def test_install_writes_a_and_aaaa_and_uninstall_removes_both(berth, bind):
 
 
 def test_someone_elses_aaaa_record_needs_overwrite_dns(berth, bind):
-    rfc = dns_providers.create("rfc2136", bind.zone, bind.provider_config())
+    rfc = bind.provider()
     rfc.upsert_records("taken6", "AAAA", ["2001:db8::bad"])
     r = berth.api.get(f"/domains/{bind.zone}/dns_check", params={"subdomain": "taken6"})
     assert r.status_code == 200 and r.json() == {"needsOverwrite": True}, r.text

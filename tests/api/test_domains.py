@@ -9,9 +9,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-import dns_providers
 from core.masking import MASK
-from support.apps_env import _berth
+from support.apps_env import _berth, berth_with_zone
 from support.bind import running_bind
 from support.certs import make_cert
 from support.harness import free_port, unique
@@ -282,20 +281,12 @@ def test_rfc2136_credentials_are_verified_and_the_secret_masked(owner, bind):
 
 @pytest.fixture(scope="module")
 def dns_apps(parts, bind, tmp_path_factory):
-    env = _berth(parts, tmp_path_factory)
-    env.env["BERTH_PUBLIC_IP"] = PUBLIC_IP
-    try:
-        env.start()
-        r = env.api.post("/domains", json={"domain": bind.zone, "provider": "rfc2136",
-                                           "config": bind.provider_config()})
-        assert r.status_code == 201, r.text
+    with berth_with_zone(parts, bind, tmp_path_factory, {"BERTH_PUBLIC_IP": PUBLIC_IP}) as env:
         yield env
-    finally:
-        env.close()
 
 
 def rfc(bind):
-    return dns_providers.create("rfc2136", bind.zone, bind.provider_config())
+    return bind.provider()
 
 
 def test_app_records_follow_install_location_change_and_uninstall(dns_apps, bind):

@@ -5,6 +5,7 @@ without Content-Type). Sent with http.client so the bytes on the wire are exactl
 """
 import http.client
 import json
+import os
 from urllib.parse import urlsplit
 
 import pytest
@@ -36,6 +37,8 @@ class Raw:
 @pytest.fixture
 def raw(berth, owner):
     return Raw(berth, owner.token)
+
+IMPLEMENTED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "implemented_operations.txt")
 
 
 def _no_crash_logged(server):
@@ -137,7 +140,11 @@ def test_published_spec_declares_400_and_501_where_they_can_be_answered(berth, o
     user = spec["paths"]["/users/{userId}"]["get"]["responses"]
     assert "400" in user
     assert {"400", "413", "415"} <= set(spec["paths"]["/groups"]["post"]["responses"])
-    unbuilt = [op for item in spec["paths"].values() for op in item.values()
-               if isinstance(op, dict) and "501" in op.get("responses", {})]
-    assert unbuilt, "operations answering 501 declare it"
+    # 501 is declared exactly where no handler is built (tests/unit/web/test_unbuilt.py); with every
+    # operation built, nowhere.
+    built = set(open(IMPLEMENTED).read().split())
+    for item in spec["paths"].values():
+        for op in item.values():
+            if isinstance(op, dict) and "operationId" in op:
+                assert ("501" in op.get("responses", {})) == (op["operationId"] not in built), op["operationId"]
     assert "501" not in user

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from support.apps_env import _berth
+from support.apps_env import berth_with_zone
 from support.bind import running_bind
 from support.harness import free_port
 
@@ -63,17 +63,10 @@ def lookup():
 
 @pytest.fixture(scope="module")
 def berth(parts, bind, lookup, tmp_path_factory):
-    env = _berth(parts, tmp_path_factory)
     # Dynamic DNS checks every second here (every five minutes by default).
-    env.env.update({"BERTH_IP_LOOKUP_URL": lookup.url, "BERTH_DYNAMIC_DNS_PATTERN": "* * * * * *"})
-    try:
-        env.start()
-        r = env.api.post("/domains", json={"domain": bind.zone, "provider": "rfc2136",
-                                           "config": bind.provider_config()})
-        assert r.status_code == 201, r.text
+    with berth_with_zone(parts, bind, tmp_path_factory, {"BERTH_IP_LOOKUP_URL": lookup.url,
+                                                         "BERTH_DYNAMIC_DNS_PATTERN": "* * * * * *"}) as env:
         yield env
-    finally:
-        env.close()
 
 
 def sysinfo(berth, **body):
@@ -127,8 +120,7 @@ def test_dynamic_dns_moves_the_records_when_the_address_changes(berth, bind, loo
     app = berth.install("dyn", domain=bind.zone)
     assert bind.query("dyn", "A") == [ADDRESS_A]                 # written with the detected address
     # A record someone else made, pointing elsewhere, must stay as it is.
-    import dns_providers
-    dns_providers.create("rfc2136", bind.zone, bind.provider_config()).upsert_records("other", "A", [ELSEWHERE])
+    bind.provider().upsert_records("other", "A", [ELSEWHERE])
 
     lookup.address = ADDRESS_B
     wait_for("BIND never answered the new address", lambda: bind.query("dyn", "A") == [ADDRESS_B])

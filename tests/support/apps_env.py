@@ -1,5 +1,6 @@
 """The app test environment shared by the app and backup API tests: a Berth server with the test
 image, the test catalog and Berth's nginx on private ports (AppsBerth), and helpers."""
+import contextlib
 import os
 import shutil
 import socket
@@ -203,3 +204,25 @@ def _berth(parts, tmp_path_factory, database_url=None):
                      str(tmp_path_factory.mktemp("berth-apps")), database_url)
 
 
+@contextlib.contextmanager
+def apps_berth(parts, tmp_path_factory, env=None, database_url=None):
+    """A started AppsBerth (`env` adds server variables), closed afterwards: a test module's server."""
+    berth = _berth(parts, tmp_path_factory, database_url)
+    berth.env.update(env or {})
+    try:
+        yield berth.start()
+    finally:
+        berth.close()
+
+
+@contextlib.contextmanager
+def berth_with_zone(parts, bind, tmp_path_factory, env=None, prepare=None):
+    """An AppsBerth whose domain is the zone of `bind` (a real BIND), with records written through
+    rfc2136. `env` adds server variables; `prepare(api)` runs before the domain is added."""
+    with apps_berth(parts, tmp_path_factory, env) as berth:
+        if prepare is not None:
+            prepare(berth.api)
+        r = berth.api.post("/domains", json={"domain": bind.zone, "provider": "rfc2136",
+                                             "config": bind.provider_config()})
+        assert r.status_code == 201, r.text
+        yield berth

@@ -99,6 +99,11 @@ zone "{self.zone}" {{
         return {"server": "127.0.0.1", "port": self.port, "keyName": self.key_name,
                 "algorithm": "hmac-sha256", "secret": self.secret, **override}
 
+    def provider(self):
+        """Berth's rfc2136 provider for this zone, as the server uses it (to look or plant records)."""
+        import dns_providers
+        return dns_providers.create("rfc2136", self.zone, self.provider_config())
+
     def query(self, name, rtype):
         """The values named serves for name (relative to the zone) and rtype, sorted."""
         fqdn = f"{name}.{self.zone}." if name not in ("", "@") else f"{self.zone}."

@@ -9,59 +9,17 @@ and bodies, and that a refusal comes back as a DnsError in the vendor's words wi
 Both an A and an AAAA record live on the same name throughout: moving or deleting one must leave
 the other (gandi's record id is the rrset name, which would take both; see lexicon_provider)."""
 import base64
-import http.server
-import itertools
 import json
-import threading
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 import dns_providers
+from support.fake_vendor_api import Vendor, serving
 from support.harness import free_port
 
 TOKEN, KEY, SECRET, PASSWORD = "good-token-0123456789", "good-key-0123", "good-secret-4567", "good-pass-89"
 ZONE = "vendor.test"
 GODADDY_ZONE = "vendortest.com"   # lexicon's godaddy finds the registered domain through the public suffix list
-
-
-class Vendor(http.server.BaseHTTPRequestHandler):
-    records: list      # {"id", "name" (relative, "" for the apex), "type", "value", "ttl"}
-    requests: list
-    ids = itertools.count(1)
-
-    def log_message(self, *args):
-        pass
-
-    def _send(self, status, payload=None):
-        data = json.dumps(payload).encode() if payload is not None else b""
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _handle(self):
-        url = urlparse(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode()
-        self.requests.append({"method": self.command, "path": url.path, "query": parse_qs(url.query),
-                              "headers": dict(self.headers), "body": body})
-        self.route(self.command, url.path, parse_qs(url.query), body)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-    def add(self, name, rtype, value, ttl=300):
-        record = {"id": next(self.ids), "name": name, "type": rtype, "value": value, "ttl": ttl}
-        self.records.append(record)
-        return record
-
-    def find(self, name=None, rtype=None):
-        return [r for r in self.records if name in (None, r["name"]) and rtype in (None, r["type"])]
 
 
 class Hetzner(Vendor):
@@ -273,14 +231,8 @@ ENDPOINT_PATH = {"netcup": "/run/webservice/servers/endpoint.php?JSON"}
 
 @pytest.fixture(params=sorted(VENDORS))
 def api(request):
-    handler = type(request.param, (VENDORS[request.param][0],), {"records": [], "requests": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    endpoint = f"http://127.0.0.1:{server.server_address[1]}{ENDPOINT_PATH.get(request.param, '')}"
-    yield request.param, handler, endpoint
-    server.shutdown()
-    server.server_close()
+    with serving(request.param, VENDORS[request.param][0], ENDPOINT_PATH.get(request.param, "")) as served:
+        yield served
 
 
 def make(name, endpoint, **spoil):

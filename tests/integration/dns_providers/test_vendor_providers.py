@@ -4,54 +4,15 @@ Berth builds from a domain's config (registry.create), with only the API base UR
 every request lexicon makes is recorded, so the tests check the request shape (auth headers,
 paths, bodies) as well as Berth's outcome, and that a refusal comes back as a DnsError with the
 vendor's own words and never the credentials."""
-import http.server
-import itertools
-import json
-import threading
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 import dns_providers
+from support.fake_vendor_api import Vendor, serving
 from support.harness import free_port
 
 ZONE = "vendor.test"
 TOKEN = "good-token-0123456789"
-
-
-class Vendor(http.server.BaseHTTPRequestHandler):
-    """One fake API. `records` is the zone; `requests` what was asked."""
-    records: list
-    requests: list
-    ids = itertools.count(1)
-
-    def log_message(self, *args):
-        pass
-
-    def _body(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            return json.loads(raw) if raw else None
-        except ValueError:
-            return raw.decode()
-
-    def _send(self, status, payload=None):
-        data = json.dumps(payload).encode() if payload is not None else b""
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _handle(self):
-        url = urlparse(self.path)
-        body = self._body()
-        self.requests.append({"method": self.command, "path": url.path, "query": parse_qs(url.query),
-                              "headers": dict(self.headers), "body": body})
-        self.route(self.command, url.path, parse_qs(url.query), body)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
 
 class Cloudflare(Vendor):
@@ -124,13 +85,8 @@ VENDORS = {"cloudflare": Cloudflare, "digitalocean": DigitalOcean, "vultr": Vult
 
 @pytest.fixture(params=sorted(VENDORS))
 def api(request):
-    handler = type(request.param, (VENDORS[request.param],), {"records": [], "requests": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield request.param, handler, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(request.param, VENDORS[request.param]) as served:
+        yield served
 
 
 def make(name, endpoint, token=TOKEN):
