@@ -26,6 +26,8 @@ from support.harness import ROOT, Api
 def env(parts, tmp_path_factory):
     with apps_berth(parts, tmp_path_factory) as berth:
         yield berth
+        # every app the CLI made, even by a test that failed before noting it, is removed
+        berth.app_ids.update(a["id"] for a in berth.api.get("/apps").json()["apps"])
 
 
 @pytest.fixture(scope="module")

@@ -213,7 +213,7 @@ def _tree(root):
     (root / "data.bin").write_bytes(os.urandom(100_000))
 
 
-@pytest.mark.parametrize("fmt", ["tgz", "rsync"])
+@pytest.mark.parametrize("fmt", ["tgz", "zstd", "rsync"])
 def test_unencrypted_backup_swapped_in_for_an_encrypted_one_is_refused(fmt, storage, tmp_path):
     src = tmp_path / "src"
     _tree(src)
@@ -263,7 +263,7 @@ TAMPERING = {
 
 
 @pytest.mark.parametrize("tampering", sorted(TAMPERING))
-@pytest.mark.parametrize("fmt", ["tgz", "rsync"])
+@pytest.mark.parametrize("fmt", ["tgz", "zstd", "rsync"])
 def test_tampered_checksum_list_of_an_encrypted_backup_is_refused(fmt, tampering, storage, tmp_path):
     src = tmp_path / "src"
     _tree(src)
@@ -278,7 +278,7 @@ def test_tampered_checksum_list_of_an_encrypted_backup_is_refused(fmt, tampering
         bf.verify(fmt, storage, "b", key="owner key")
 
 
-@pytest.mark.parametrize("fmt", ["tgz", "rsync"])
+@pytest.mark.parametrize("fmt", ["tgz", "zstd", "rsync"])
 def test_encrypted_backup_restores_when_expected(fmt, storage, tmp_path):
     src = tmp_path / "src"
     _tree(src)
@@ -311,7 +311,7 @@ def _mode(path):
 
 
 @needs_root
-@pytest.mark.parametrize("fmt", ["tgz", "rsync"])
+@pytest.mark.parametrize("fmt", ["tgz", "zstd", "rsync"])
 def test_device_node_and_setuid_file_in_app_data_are_not_restored_as_such(fmt, storage, tmp_path):
     src = tmp_path / "app-data"
     _planted_app_data(src)

@@ -163,7 +163,7 @@ def stored_files(storage):
 # ---- round trips -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("key", [None, "correct horse battery staple"], ids=["plain", "encrypted"])
-@pytest.mark.parametrize("fmt", ["tgz", "rsync"])
+@pytest.mark.parametrize("fmt", ["tgz", "zstd", "rsync"])
 def test_round_trip(fmt, key, storage, tree, tmp_path):
     src, smalls = tree
     before = snapshot(src)
@@ -195,7 +195,7 @@ def test_round_trip(fmt, key, storage, tree, tmp_path):
     assert stored_files(storage) == []
 
 
-@pytest.mark.parametrize("fmt", ["tgz", "rsync"])
+@pytest.mark.parametrize("fmt", ["tgz", "zstd", "rsync"])
 def test_wrong_key_fails_clearly_and_touches_nothing(fmt, fs_storage, tmp_path):
     src = str(tmp_path / "src")
     build_tree(src, small=20, large=0)
@@ -295,14 +295,14 @@ def _tamper(storage, s3, path):
 
 
 @pytest.mark.parametrize("key", [None, "pw"], ids=["plain", "encrypted"])
-@pytest.mark.parametrize("fmt", ["tgz", "rsync"])
+@pytest.mark.parametrize("fmt", ["tgz", "zstd", "rsync"])
 def test_verify_and_restore_detect_a_tampered_object(fmt, key, storage, tmp_path, request):
     s3 = request.getfixturevalue("s3") if storage.provider != "filesystem" else None
     src = str(tmp_path / "src")
     build_tree(src, small=20, large=300_000)
     bf.pack(fmt, src, storage, "b", key=key, log=QUIET)
     bf.verify(fmt, storage, "b", key=key)
-    victim = [n for n in storage.list("") if n.endswith((".tar.gz", ".enc")) or "large.bin" in n
+    victim = [n for n in storage.list("") if n.endswith((".tar.gz", ".tar.zst", ".enc")) or "large.bin" in n
               or (fmt == "rsync" and key and storage.size(n) > 200_000)][0]
     _tamper(storage, s3, victim)
     with pytest.raises(bs.StorageError, match="checksum mismatch"):
@@ -318,7 +318,7 @@ def test_verify_and_restore_detect_a_tampered_object(fmt, key, storage, tmp_path
 def test_incomplete_backup_is_never_restored(fs_storage, tmp_path):
     src = str(tmp_path / "src")
     build_tree(src, small=5, large=0)
-    for fmt in ("tgz", "rsync"):
+    for fmt in ("tgz", "zstd", "rsync"):
         bf.pack(fmt, src, fs_storage, f"b-{fmt}", log=QUIET)
         fs_storage.remove(f"b-{fmt}.checksums.json")   # what a crash before the end leaves
         assert bf.read_checksums(fs_storage, f"b-{fmt}") is None
@@ -332,7 +332,7 @@ def test_incomplete_backup_is_never_restored(fs_storage, tmp_path):
 def test_checksum_list_is_written_last(fs_storage, tmp_path):
     src = str(tmp_path / "src")
     build_tree(src, small=10, large=0)
-    for fmt in ("tgz", "rsync"):
+    for fmt in ("tgz", "zstd", "rsync"):
         bf.pack(fmt, src, fs_storage, f"b-{fmt}", log=QUIET)
         mtimes = {n: os.stat(fs_storage.local_path(n)).st_mtime_ns for n in fs_storage.list("")
                   if n.startswith(f"b-{fmt}")}
@@ -344,7 +344,7 @@ def test_checksum_list_is_written_last(fs_storage, tmp_path):
 
 # ---- full disk, noop, download -----------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt", ["tgz", "rsync"])
+@pytest.mark.parametrize("fmt", ["tgz", "zstd", "rsync"])
 def test_full_disk_fails_with_the_storage_message_and_leaves_nothing(fmt, tmp_path):
     src = str(tmp_path / "src")
     build_tree(src, small=40, large=3 << 20)
@@ -363,7 +363,7 @@ def test_noop_storage(tmp_path):
     src = str(tmp_path / "src")
     build_tree(src, small=3, large=0)
     storage = bs.open_storage({"provider": "noop"})
-    for fmt in ("tgz", "rsync"):
+    for fmt in ("tgz", "zstd", "rsync"):
         r = bf.pack(fmt, src, storage, "b", log=QUIET)
         assert r["size"] == 0 and r["uploadedBytes"] == 0
         with pytest.raises(bs.StorageError):
