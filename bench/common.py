@@ -6,6 +6,7 @@ sys.path); importing it puts the repository and tests/ on sys.path, so Berth's p
 do it, an app installed and waited for until healthy, a task waited for, and `run`, which turns
 any failure into exit status 2 and always cleans up (a benchmark reports, it does not fail CI).
 """
+import http.client
 import os
 import sys
 import time
@@ -106,3 +107,23 @@ def run(make, measure):
         return None
     finally:
         bench.cleanup()
+
+
+def wait_answering(port: int, path: str, interval: float, what: str, timeout: float = 60) -> None:
+    """Poll GET http://127.0.0.1:<port><path> until it answers 2xx/3xx (a container run by hand
+    waited for the way Berth waits for an app's health path)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", path)
+            status = conn.getresponse().status
+        except (OSError, http.client.HTTPException):
+            status = None
+        finally:
+            conn.close()
+        if status is not None and 200 <= status < 400:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} never answered {path}")
+        time.sleep(interval)

@@ -27,7 +27,6 @@ import argparse
 import datetime
 import hashlib
 import hmac
-import http.client
 import json
 import os
 import shutil
@@ -206,21 +205,7 @@ class Bench:
                                                labels={"berth.bench": "true"})
         container.reload()
         port = int(container.attrs["NetworkSettings"]["Ports"][f"{images.PORT}/tcp"][0]["HostPort"])
-        deadline = time.monotonic() + 60
-        while True:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            try:
-                conn.request("GET", images.HEALTH_PATH)
-                status = conn.getresponse().status
-            except (OSError, http.client.HTTPException):
-                status = None
-            finally:
-                conn.close()
-            if status is not None and 200 <= status < 400:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the container run by hand never answered its health path")
-            time.sleep(HEALTH_INTERVAL)
+        common.wait_answering(port, images.HEALTH_PATH, HEALTH_INTERVAL, "the container run by hand")
         elapsed = time.perf_counter() - start
         container.remove(force=True)
         self.direct.remove(name)

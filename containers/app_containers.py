@@ -20,23 +20,23 @@ from containers.engine import (
     LABEL_HOST_PORTS,
     LABEL_HTTP_PORT,
     LABEL_MANAGED,
+    STOP_TIMEOUT,
     ContainerError,
     check_memory_limit,
     client,
     container_name,
     engine,
-    get,
     inspect_raw,
     must_get,
     reason,
     remove_container,
     remove_quietly,
     state_of,
+    stop_container,
 )
 from core import data_paths
 
 DATA_MOUNT = "/app/data"
-STOP_TIMEOUT = 10          # seconds between SIGTERM and SIGKILL on stop/restart
 # A log file per container, capped: app logs must not fill the disk of a small server.
 LOG_CONFIG = {"max-size": "10m", "max-file": "3"}
 # Capabilities Docker grants by default that an app never needs and that would let it plant
@@ -189,14 +189,7 @@ def remove(app_id: str) -> None:
 def stop(app_id: str, timeout: float = STOP_TIMEOUT) -> None:
     """Stop the app's container (SIGTERM, SIGKILL after `timeout` s). Missing or stopped is fine.
     A stopped container stays stopped: Docker's restart policy ignores containers stopped this way."""
-    container = get(app_id)
-    if container is None:
-        return
-    with engine(f"Cannot stop container {container.name}"):
-        try:
-            container.stop(timeout=timeout)
-        except docker.errors.NotFound:
-            pass
+    stop_container(container_name(app_id), timeout)
 
 
 def start(app_id: str) -> None:

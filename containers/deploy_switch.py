@@ -6,11 +6,7 @@ Renames are instant and keep the container running, so every other part of Berth
 app's container by its name) sees either the old or the new one, never none for longer than
 between two renames.
 """
-import docker.errors
-
-from containers.engine import container_name, engine, find, remove_container
-
-STOP_TIMEOUT = 10          # seconds between SIGTERM and SIGKILL, as for an app stop
+from containers.engine import container_name, engine, find, remove_container, stop_container
 
 
 def next_name(app_id: str) -> str:
@@ -40,15 +36,7 @@ def rename(name: str, new_name: str) -> None:
         container.rename(new_name)
 
 
-def stop(name: str, timeout: float = STOP_TIMEOUT) -> None:
-    container = find(name)
-    if container is None:
-        return
-    with engine(f"Cannot stop container {name}"):
-        try:
-            container.stop(timeout=timeout)
-        except docker.errors.NotFound:
-            pass
+stop = stop_container  # by name: the old or the new version of a deploy
 
 
 def start(name: str) -> None:

@@ -130,6 +130,21 @@ def instance_id() -> str:
 
 # --- shared by app and service containers ----------------------------------------------------------
 
+STOP_TIMEOUT = 10          # seconds between SIGTERM and SIGKILL on stop/restart
+
+
+def stop_container(name: str, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop a container by name (SIGTERM, SIGKILL after `timeout` s). Missing or stopped is fine."""
+    container = find(name)
+    if container is None:
+        return
+    with engine(f"Cannot stop container {name}"):
+        try:
+            container.stop(timeout=timeout)
+        except docker.errors.NotFound:
+            pass
+
+
 def remove_container(name: str) -> None:
     """Remove a container by name (running or not, with its anonymous volumes). Missing is fine;
     while another removal of it is under way (409) wait for that one, up to 30 s."""

@@ -8,18 +8,17 @@ route is only ever refused here (BERTH_ALLOW_REBOOT unset).
 
 The tests run in order on the one server: each leaves the state the next one starts from.
 """
-import functools
 import hashlib
-import http.server
 import json
 import os
 import shutil
-import threading
 import time
+import types
 
 import pytest
 
 from support.harness import BerthServer, activate
+from support.static_http import served
 
 ARTIFACT = b"berth release artifact for the update tests\n" * 100
 
@@ -27,20 +26,11 @@ ARTIFACT = b"berth release artifact for the update tests\n" * 100
 @pytest.fixture(scope="module")
 def feed(tmp_path_factory):
     folder = tmp_path_factory.mktemp("release-feed")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    server.folder = folder
-    server.url = f"http://127.0.0.1:{server.server_address[1]}/feed.json"
-
-    def publish(*releases):
-        (folder / "feed.json").write_text(json.dumps({"releases": list(releases)}))
-    server.publish = publish
     (folder / "berth-7.0.0.tar.gz").write_bytes(ARTIFACT)
-    yield server
-    server.shutdown()
-    server.server_close()
+    with served(folder) as base:
+        def publish(*releases):
+            (folder / "feed.json").write_text(json.dumps({"releases": list(releases)}))
+        yield types.SimpleNamespace(folder=folder, url=f"{base}/feed.json", publish=publish)
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,7 @@
 """The app catalogs (appstore.catalog, appstore.settings) and the support rules (appstore.support)
 on files in a temporary folder and a local HTTP server."""
 import base64
-import contextlib
-import functools
-import http.server
 import json
-import threading
 
 import pytest
 
@@ -14,6 +10,7 @@ from core import config
 from core.errors import BadRequest, DependencyFailed, NotFound
 from eventlog import SYSTEM
 from models import Setting
+from support.static_http import served
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 
@@ -27,17 +24,6 @@ def app(id, version, **fields):
     return {"id": id, "version": version, "title": fields.pop("title", id), **fields}
 
 
-@contextlib.contextmanager
-def served(folder):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_no_catalog_configured_is_not_found(db):

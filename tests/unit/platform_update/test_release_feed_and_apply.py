@@ -2,13 +2,9 @@
 that installs a staged release (platform_update.apply) — into a throw-away target folder with a
 wheel the test writes, never into the running venv."""
 import base64
-import contextlib
-import functools
 import hashlib
-import http.server
 import json
 import os
-import threading
 import zipfile
 
 import pytest
@@ -16,21 +12,11 @@ import pytest
 from core import config
 from core.errors import DependencyFailed
 from platform_update import apply, feed, state
+from support.static_http import served
 
 SHA = "ab" * 32
 
 
-@contextlib.contextmanager
-def served(folder):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_running_version_is_the_installed_distribution():
