@@ -35,7 +35,7 @@ api-coverage: .venv/.installed
 bench: .venv/.installed-test
 	@scripts/system.sh packages bench
 	@started=$$(scripts/system.sh dockerd-start); \
-	$(PY) bench/api.py && $(PY) bench/streams.py && $(PY) bench/apps.py && $(PY) bench/backups.py \
+	$(PY) bench/api.py && $(PY) bench/streams.py && $(PY) bench/apps.py && $(PY) bench/backups.py && $(PY) bench/restore.py \
 	&& $(PY) bench/certificates.py && $(PY) bench/addons.py && $(PY) bench/mail.py && $(PY) bench/deploy.py \
 	&& $(PY) bench/load.py; \
 	status=$$?; [ "$$started" = started ] && scripts/system.sh dockerd-stop; exit $$status

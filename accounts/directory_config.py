@@ -54,5 +54,31 @@ def check_request(user_id: str, operation_id: str | None) -> None:
         return
     enabled = User.select(User.totp_enabled).where(User.id == user_id).scalar()
     if not enabled:
-        raise Forbidden("Two-factor authentication is mandatory: set it up "
-                        "(POST /profile/twofactorauthentication_secret, then _enable) to use this route")
+        raise _needs_2fa()
+
+
+def check_token(stored_policy: str | None, totp_enabled: bool, operation_id: str | None) -> None:
+    """check_request for web.security, from what the token lookup already read in its one query
+    (accounts.tokens.lookup: the stored setting's text and the user's 2FA state): no more reads."""
+    if totp_enabled or stored_policy is None or operation_id in ALLOWED_WITHOUT_2FA:
+        return
+    if _mandatory(stored_policy):
+        raise _needs_2fa()
+
+
+_parsed = (None, False)  # (the last stored text seen, its mandatory2FA): the policy rarely changes
+
+
+def _mandatory(stored: str) -> bool:
+    global _parsed
+    text, mandatory = _parsed
+    if stored != text:
+        value = Setting.value.python_value(stored) or {}
+        mandatory = bool(value.get("mandatory2FA", DEFAULTS["mandatory2FA"]))
+        _parsed = (stored, mandatory)
+    return mandatory
+
+
+def _needs_2fa() -> Forbidden:
+    return Forbidden("Two-factor authentication is mandatory: set it up "
+                     "(POST /profile/twofactorauthentication_secret, then _enable) to use this route")

@@ -1,9 +1,12 @@
-"""An app's log: its container's output, as log lines for download and for log streams."""
-import asyncio
+"""An app's log: its container's output, as log lines for download and for log streams.
 
+Log streams of one app share ONE engine log follower in this process (log_streams.
+stream_follower): 5,000 clients of an app are one `docker logs -f` connection, not 5,000."""
 import containers
 import log_streams
 from core.errors import PreconditionFailed
+from log_streams import stream_follower
+from models.apps import App
 
 
 def check_available(app_id: str) -> None:
@@ -25,8 +28,20 @@ def download(app_id: str, lines: int | None = 10, fmt: str = "json") -> str:
     return "".join(row.raw + "\n" for row in rows)
 
 
-async def follow(app_id: str, lines: int | None = 10, after: int | None = None) -> log_streams.IterSource:
-    """A logstream line source: the last `lines` lines (or those after `after`), then new ones."""
-    await asyncio.to_thread(check_available, app_id)
-    return await log_streams.replay_then_follow(app_id, lambda count: tail(app_id, count),
-                                                lambda: containers.follow_logs_async(app_id, lines=0), lines, after)
+def _uninstalled(app_id: str) -> bool:
+    return not App.select().where(App.id == app_id).exists()
+
+
+async def follow(app_id: str, lines: int | None = 10, after: int | None = None) -> log_streams.LineSource:
+    """A logstream line source: the last `lines` lines (or those after `after`), then new ones,
+    across restarts and re-creations of the container, until the app is uninstalled."""
+    if not stream_follower.running(app_id):  # a running follower: the container exists
+        await log_streams.run_blocking(check_available, app_id)
+
+    async def finished() -> bool:
+        return await log_streams.run_blocking(_uninstalled, app_id)
+
+    def open_stream(since):
+        return containers.follow_logs_async(app_id, lines=None, since=since)
+    return await log_streams.follow_stream(app_id, app_id, lambda count: tail(app_id, count), open_stream,
+                                           finished, lines, after)

@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 import containers
 
+FIRST_INTERVAL = 0.005  # seconds between the first polls of wait_healthy
+
 
 def probe(host_port: int, path: str, timeout: float = 2.0) -> tuple[int | None, str]:
     """One GET of http://127.0.0.1:<host_port><path>: (status or None, reason text)."""
@@ -34,13 +36,19 @@ def _container_state(app_id):
 
 
 def wait_healthy(host_port: int, path: str, timeout: float = 60.0, log: Callable[[str], None] = lambda line: None,
-                 app_id: str | None = None, interval: float = 0.1) -> int:
+                 app_id: str | None = None, interval: float = 0.1, slow: Callable[[], None] | None = None,
+                 slow_after: float | None = None) -> int:
     """Poll http://127.0.0.1:<host_port><path> until it answers 2xx/3xx; returns the status.
     Raises containers.ContainerError naming the last status or error (and, given `app_id`, the
-    container's state) after `timeout` seconds. Each change of outcome is reported through `log`."""
+    container's state) after `timeout` seconds. Each change of outcome is reported through `log`.
+    Polls every FIRST_INTERVAL at first, the wait growing to `interval`: most apps answer within
+    a few tens of milliseconds of their container starting, and a refused connection costs
+    nothing. `slow` is called once when the wait has lasted `slow_after` seconds."""
     url = f"http://{containers.PUBLISH_IP}:{host_port}{path or '/'}"
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     last = None
+    pause = min(FIRST_INTERVAL, interval)
     while True:
         status, reason = probe(host_port, path, timeout=min(5.0, max(0.5, timeout)))
         if status is not None and 200 <= status < 400:
@@ -53,4 +61,8 @@ def wait_healthy(host_port: int, path: str, timeout: float = 60.0, log: Callable
             state = _container_state(app_id) if app_id is not None else ""
             # A ContainerError, as before the move: the app's error names it as its reason.
             raise containers.ContainerError(f"Health check {url} failed after {timeout:g} s (last: {reason}){state}")
-        time.sleep(interval)
+        if slow is not None and slow_after is not None and time.monotonic() - started >= slow_after:
+            slow()
+            slow = None
+        time.sleep(pause)
+        pause = min(interval, pause * 1.5)

@@ -8,7 +8,8 @@ server crash, timeout) cannot write that; apps.reconcile.reconcile_states does i
 """
 import contextlib
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 import apps
 import containers
@@ -17,6 +18,7 @@ import reverse_proxy
 import volumes
 from addons import registry as addon_registry
 from apps import manifests, probe, proxy_config
+from containers import ports as host_ports
 from core import config
 from models import utcnow
 from models.apps import App
@@ -24,6 +26,13 @@ from platform_settings import registry as registry_settings
 from tasks.context import TaskContext
 
 log = logging.getLogger("berth.apps")
+
+# A fresh install shows the "being installed" page only once it has taken this long (or right
+# away when it has slow steps ahead: an image to pull, addons to set up). Most installs are done
+# sooner, and the page would cost an nginx reload nobody sees: the name answered the catch-all
+# 404 before the install and serves the app right after it.
+INSTALLING_PAGE_AFTER = 2.0
+_vhost_due: set[str] = set()    # apps of this task whose vhost was put off: an error still shows its page
 
 
 def _origin():
@@ -90,7 +99,7 @@ def show_error_page(app_id: str) -> None:
     must not hide the error that brought the app down."""
     try:
         app = App.get_or_none(App.id == app_id)
-        if app is not None and app_id in reverse_proxy.vhosts():
+        if app is not None and (app_id in _vhost_due or app_id in reverse_proxy.vhosts()):
             reverse_proxy.write_app_vhost(**vhost_spec(app, "error"), certificate=domains.certificate_files)
     except Exception:  # noqa: BLE001 - see above
         log.exception("could not show the error page of app %s", app_id)
@@ -169,13 +178,16 @@ def create_container(task: TaskContext, app: App, percent: int = 40, name: str |
     return app
 
 
-def wait_healthy(task: TaskContext, app: App, percent: int = 80) -> None:
+def wait_healthy(task: TaskContext, app: App, percent: int = 80, slow: Callable[[], None] | None = None) -> None:
+    """Wait for the health-check path. `slow` is called once if the wait goes on past
+    INSTALLING_PAGE_AFTER seconds (bring_up puts up the "being installed" page then)."""
     if app.debug_mode:  # in debug mode the app's own process may not run at all
         task.log("debug mode: not waiting for the health check")
         return
     task.progress(percent, f"Waiting for {app.manifest['healthCheckPath']} to answer")
     probe.wait_healthy(app.host_port, app.manifest["healthCheckPath"], timeout=120,
-                       log=task.log, app_id=app.id)
+                       log=task.log, app_id=app.id, slow=slow,
+                       slow_after=INSTALLING_PAGE_AFTER if slow is not None else None)
     set_app(app.id, health="healthy", health_changed_at=utcnow())
 
 
@@ -184,12 +196,83 @@ def write_proxy(task: TaskContext, app: App, state: str = "running", percent: in
     spec = vhost_spec(app, state)
     reverse_proxy.write_app_vhost(**spec, certificate=domains.certificate_files)
     if state == "running":
-        # Names on a letsencrypt-* domain get their certificate in a renewcerts task of their own:
-        # the app is served with the fallback one meanwhile, and a refused order fails that task,
-        # not the app's.
-        queued = domains.acme_orders.request_for([spec["fqdn"], *spec["aliases"], *spec["redirects"]])
-        if queued:
-            task.log(f"certificate order queued as task {queued}")
+        _order_certificates(task, spec)
+
+
+def _order_certificates(task, spec):
+    # Names on a letsencrypt-* domain get their certificate in a renewcerts task of their own:
+    # the app is served with the fallback one meanwhile, and a refused order fails that task,
+    # not the app's.
+    queued = domains.acme_orders.request_for([spec["fqdn"], *spec["aliases"], *spec["redirects"]])
+    if queued:
+        task.log(f"certificate order queued as task {queued}")
+
+
+class _VhostBeside(threading.Thread):
+    """The app's "running" vhost written while the container starts (see _start_fresh). The
+    certificate files are looked up here, before: the thread touches no database."""
+
+    def __init__(self, spec: dict) -> None:
+        super().__init__(name="vhost", daemon=True)
+        names = [spec["fqdn"], *spec["aliases"], *spec["redirects"]]
+        found = {name: domains.certificate_files(name) for name in names}
+        self.spec, self.error = spec, None
+        self.certificate = lambda name: found[name] if name in found else domains.certificate_files(name)
+
+    def run(self) -> None:
+        try:
+            reverse_proxy.write_app_vhost(**self.spec, certificate=self.certificate)
+        except BaseException as e:  # noqa: B902 - handed to the task's own thread
+            self.error = e
+
+    def result(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _start_fresh(task: TaskContext, app: App) -> App:
+    """A fresh install of an image at hand: nginx takes the app's vhost (on a host port picked
+    first) while the container starts and answers its health check, instead of after: an nginx
+    reload is mostly waiting (nginx gives new workers 100 ms before it retires the old ones).
+    Until the app answers, its name gets nginx's "not responding" page where it had the
+    catch-all 404, and the "being installed" page once that takes INSTALLING_PAGE_AFTER; the app
+    reads installed and healthy only once both are done, as before."""
+    app.host_port = host_ports.free_port(reserved=host_ports.reserved_ports())
+    spec = vhost_spec(app, "running")
+    task.log(f"Configuring reverse proxy for {spec['fqdn']} while the container starts")
+    vhost = _VhostBeside(spec)
+    vhost.start()
+    again = []      # the running vhost must be written (again) at the end
+
+    def slow():
+        vhost.result()  # the "being installed" page goes in after, never under, the running vhost
+        again.append(True)
+        task.log("The install takes a while: showing the \"being installed\" page meanwhile")
+        reverse_proxy.write_app_vhost(**vhost_spec(app, "installing"), certificate=domains.certificate_files)
+    try:
+        try:
+            app = create_container(task, app)
+        except containers.ContainerError as exc:
+            if "already allocated" not in str(exc) and "already in use" not in str(exc):
+                raise
+            vhost.result()  # the port was taken meanwhile: Berth picks another, the vhost follows
+            again.append(True)
+            app.host_port = None
+            app = create_container(task, app)
+        wait_healthy(task, app, slow=None if again else slow)
+    finally:
+        vhost.join()
+    vhost.result()
+    on_disk = reverse_proxy.vhosts().get(app.id) or {}
+    # Written again as well when something rewrote it meanwhile: the start-up reconciliation, or
+    # any sync of the vhosts from the app rows, shows a pending app as "being installed".
+    if again or (on_disk.get("state"), on_disk.get("upstream_port")) != ("running", app.host_port):
+        write_proxy(task, app)
+    else:
+        task.progress(95, f"Reverse proxy configured for {spec['fqdn']}")
+        _order_certificates(task, spec)
+    return app
 
 
 def setup_addons(task: TaskContext, app: App, rollback: bool = False, percent: int = 25) -> None:
@@ -201,6 +284,16 @@ def setup_addons(task: TaskContext, app: App, rollback: bool = False, percent: i
         addon_registry.setup_app(app, task.log, rollback=rollback)
 
 
+def _installing_page_now(app: App) -> bool:
+    """Put up the "being installed" page before the work starts? Yes when the app has a vhost
+    already (configure, update, repair, restore: it points at the container about to be replaced)
+    or slow steps are ahead (an image to pull, addons to set up). A fresh install of an image at
+    hand gets its running vhost while the container starts instead (_start_fresh), and the page
+    only when the app takes INSTALLING_PAGE_AFTER seconds to answer."""
+    return (app.id in reverse_proxy.vhosts() or bool(addon_registry.declared(app.manifest))
+            or not containers.image_exists(app.manifest["dockerImage"]))
+
+
 def bring_up(task: TaskContext, app: App, rollback_addons: bool = False) -> None:
     """Data folder, addons, image, container, health, vhost: the whole of an install, idempotent.
     `rollback_addons`: see setup_addons."""
@@ -208,9 +301,17 @@ def bring_up(task: TaskContext, app: App, rollback_addons: bool = False) -> None
     containers.private_data_dir(apps.data_dir(app.id))  # <data>/apps and apps/<id> 0700
     task.progress(15, "Writing DNS records")  # before the vhost: an ACME order needs the names to resolve
     domains.dns_records.add(task.log, domains.dns_records.app_hosts(app))
-    write_proxy(task, app, "installing", percent=20)
+    fresh = not _installing_page_now(app)
+    if fresh:
+        _vhost_due.add(app.id)
+    else:
+        write_proxy(task, app, "installing", percent=20)
     setup_addons(task, app, rollback=rollback_addons)
-    app = create_container(task, app)
-    wait_healthy(task, app)
-    write_proxy(task, app)
+    if fresh and not app.debug_mode:
+        app = _start_fresh(task, app)
+    else:
+        app = create_container(task, app)
+        wait_healthy(task, app)
+        write_proxy(task, app)
+    _vhost_due.discard(app.id)
     task.progress(100, "Installed")

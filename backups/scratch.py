@@ -3,7 +3,7 @@
 - `<data>/backup-work/<task>-<name>`: platform snapshots being packed, box backups being unpacked;
 - `<data>/apps/<id>/data.restore-<task>`: a backup downloaded beside an app's data folder;
 - `<data>/apps/<id>/data.old-<task>`: the app's data folder moved aside while the restored one
-  takes its place;
+  takes its place (a rename), removed once the app is back up and the restored data synced;
 - `<data>/backup-work/<task>-app-<id>`: an app backup with addons: the data folder as hard links
   (link_tree) beside the database dumps.
 Each carries the id of its task, so cleanup can tell finished tasks' leftovers from live work.
@@ -15,6 +15,7 @@ import stat
 
 import apps
 from backups import records
+from backups.formats import dirfds
 from core import data_paths
 from tasks.context import TaskContext
 
@@ -34,11 +35,39 @@ def staged_data(app_id: str, task: TaskContext) -> str:
 def replace_data(app_id: str, staged: str, task: TaskContext) -> None:
     """Put the downloaded folder in place of the app's data folder (two renames; the old folder
     is removed only once the new one is in place)."""
+    discard_old(swap_data(app_id, staged, task), task)
+
+
+def swap_data(app_id: str, staged: str, task: TaskContext) -> str | None:
+    """Put the downloaded folder in place of the app's data folder: two renames, O(1) whatever
+    the size. Returns where the old folder went (`data.old-<task>`), or None if there was none;
+    it stays until discard_old, so a restore removes it only once the app is back up."""
     data = apps.data_dir(app_id)
     old = f"{data}.old-{task.id}"
-    if os.path.lexists(data):
+    moved = os.path.lexists(data)
+    if moved:
         os.rename(data, old)
-    os.rename(staged, data)
+    try:
+        os.rename(staged, data)
+    except BaseException:
+        if moved:
+            os.rename(old, data)    # the app's own data goes back, never away
+        raise
+    return old if moved else None
+
+
+def discard_old(old: str | None, task: TaskContext) -> None:
+    """Remove the data folder swap_data moved aside, once what replaced it is on disk (syncfs of
+    its file system: until then the old folder is what a crash would leave to fall back on).
+    Removing a large tree is slow (seconds per GB of small files here), which is why a restore
+    does it after the app is up; a task killed before leaves it to remove_leftovers."""
+    if old is None:
+        return
+    try:
+        dirfds.syncfs(os.path.dirname(old))
+    except OSError as e:
+        task.log(f"could not sync the restored data ({e.strerror or e}); keeping {old}")
+        return
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -150,9 +150,12 @@ def restore_app(task: TaskContext, app_id: str, backup_id: str, previous: dict |
                 fresh: bool = False, **_: object) -> dict:
     """The app comes back exactly as backed up. The backup is downloaded beside the data folder
     first; only when that worked (right key, complete, verified) is the app touched: container
-    removed, data folder swapped, the app row set to the backed-up configuration, container
-    re-created. A failure before that point leaves the app as it was (`fresh`: an app of a
-    whole-Cloudron restore, which has nothing to go back to, goes to `error` like any failure)."""
+    removed, data folder swapped (two renames), the app row set to the backed-up configuration,
+    container re-created. A failure before that point leaves the app as it was (`fresh`: an app of a
+    whole-Cloudron restore, which has nothing to go back to, goes to `error` like any failure).
+    The old data folder is removed last, once the app is back and the restored data is on disk:
+    deleting a large tree takes seconds the app need not wait for, and until the sync the old
+    folder is what there is to fall back on."""
     staged = scratch.staged_data(app_id, task)
     if not fresh:
         try:
@@ -162,32 +165,44 @@ def restore_app(task: TaskContext, app_id: str, backup_id: str, previous: dict |
             shutil.rmtree(staged, ignore_errors=True)
             _give_back(app_id, task, previous)
             raise
-    with task_steps.run_app_task(task, app_id, "pending_restore") as app:
-        old_fqdn, old_manifest = apps.fqdn(app), app.manifest
-        try:
-            if fresh:
-                backup = stages.download(task, backup_id, staged)
-            task.progress(30, "Stopping the app")
-            containers.remove(app.id)
-            task.progress(35, "Replacing the data folder")
-            scratch.replace_data(app.id, stages.data_folder(backup, staged), task)
-            if backup.app_config:
-                App.update(**records.config_fields(backup.app_config), update_time=utcnow()).where(
-                    App.id == app.id).execute()
-            app = App.get_by_id(app.id)
-            # the databases as backed up, in place of today's (the dumps are in `staged`)
-            stages.restore_addons(task, app, backup, staged, previous_manifest=old_manifest)
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
-        if apps.fqdn(app) != old_fqdn and app.id in reverse_proxy.vhosts():
-            reverse_proxy.remove_app_vhost(app.id)
-        task_steps.bring_up(task, app)
-        if (backup.app_config or {}).get("runState") == "stopped":
-            containers.stop(app.id)
-            App.update(run_state="stopped").where(App.id == app.id).execute()
-            task_steps.write_proxy(task, app, "stopped")
-        else:
-            App.update(run_state="running").where(App.id == app.id).execute()
+    old = None
+    try:
+        with task_steps.run_app_task(task, app_id, "pending_restore") as app:
+            old_fqdn, old_manifest = apps.fqdn(app), app.manifest
+            try:
+                if fresh:
+                    backup = stages.download(task, backup_id, staged)
+                task.progress(30, "Stopping the app")
+                containers.remove(app.id)
+                task.progress(35, "Replacing the data folder")
+                old = scratch.swap_data(app.id, stages.data_folder(backup, staged), task)
+                if backup.app_config:
+                    App.update(**records.config_fields(backup.app_config), update_time=utcnow()).where(
+                        App.id == app.id).execute()
+                app = App.get_by_id(app.id)
+                # the databases as backed up, in place of today's (the dumps are in `staged`)
+                stages.restore_addons(task, app, backup, staged, previous_manifest=old_manifest)
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
+            if apps.fqdn(app) != old_fqdn and app.id in reverse_proxy.vhosts():
+                reverse_proxy.remove_app_vhost(app.id)
+            task_steps.bring_up(task, app)
+            if (backup.app_config or {}).get("runState") == "stopped":
+                containers.stop(app.id)
+                App.update(run_state="stopped").where(App.id == app.id).execute()
+                task_steps.write_proxy(task, app, "stopped")
+            else:
+                App.update(run_state="running").where(App.id == app.id).execute()
+    except BaseException:
+        if old is not None:
+            task.log(f"the data folder as it was before the restore is kept in {old} "
+                     "(until the next backup cleanup)")
+        raise
+    # The app is back (installed, healthy): only now does the old data folder go, once the restored
+    # one is on disk. Removing a large tree takes seconds; the app does not wait for it.
+    if old is not None:
+        task.log("removing the data folder as it was before the restore")
+    scratch.discard_old(old, task)
     return {"appId": app_id, "backupId": backup.id}
 
 
@@ -196,12 +211,13 @@ def clone_app(task: TaskContext, app_id: str, backup_id: str, **_: object) -> di
         staged = scratch.staged_data(app.id, task)
         try:
             backup = stages.download(task, backup_id, staged)
-            scratch.replace_data(app.id, stages.data_folder(backup, staged), task)
+            old = scratch.swap_data(app.id, stages.data_folder(backup, staged), task)
             # databases of its own (new credentials), loaded from the source's dumps
             stages.restore_addons(task, app, backup, staged)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
         task_steps.bring_up(task, app)
+    scratch.discard_old(old, task)    # a clone's data folder was empty (or absent): nothing to wait for
     return {"appId": app_id, "backupId": backup.id}
 
 

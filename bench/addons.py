@@ -34,7 +34,7 @@ import time
 import common  # first: puts the repository and tests/ on sys.path
 
 from support import images
-from support.harness import proxy_env, remove_app_containers, stop_proxy
+from support.harness import proxy_env
 
 DOMAIN = "example.test"
 TARGET_ADDED_SECS = 2.0
@@ -141,11 +141,8 @@ class Bench:
 
     def cleanup(self):
         try:
-            if self.server is not None:
-                self.server.stop()
+            common.stop_berth(self.server, self.tmp, self.app_ids)
         finally:
-            stop_proxy(os.path.join(self.tmp, "berth"))
-            remove_app_containers(self.app_ids)
             self.remove_separate()
             # The service containers and the app network of this Berth (labelled with its instance id).
             mine = f"berth.instance={self.instance()}"

@@ -14,7 +14,7 @@
      the app is uninstalled (not measured).
    - Direct: the same container by hand with the Docker SDK (same image, the same bind-mounted
      data folder at /app/data, restart policy, log options and port published on 127.0.0.1),
-     then GET of the health path every 100 ms (the interval of Berth's own health wait) until
+     then GET of the health path, polled as Berth polls (apps.probe.wait_healthy), until
      it answers 2xx/3xx. Then the container is removed (not measured).
    Prints the median and best of each, the ratio Berth / direct and the overhead Berth - direct
    (target: overhead under 1 s), and where Berth's time goes, from the install task's log.
@@ -40,12 +40,11 @@ import time
 import common  # first: puts the repository and tests/ on sys.path
 
 from support import images
-from support.harness import proxy_env, remove_app_containers, stop_proxy
+from support.harness import proxy_env
 
 DOMAIN = "example.test"
 TARGET_OVERHEAD_SECS = 1.0
 POLL_SECS = 0.01          # how often the bench asks Berth whether the app is up yet
-HEALTH_INTERVAL = 0.1     # containers.wait_healthy's interval: the direct run polls the same way
 
 
 class Bench:
@@ -104,6 +103,15 @@ class Bench:
     def uninstall(self, app_id):
         common.uninstall(self.api, app_id, POLL_SECS, timeout=120)
 
+    # The install task's steps, in order: (phase name, log line the phase starts with). A phase
+    # runs until the next one found in the log starts; a step the task skipped (a fresh install of
+    # an image at hand puts up no "being installed" page, apps.task_steps.bring_up) is absent.
+    STEPS = (("task start -> first step", "task "), ("data folder", "progress: 10%"),
+             ("DNS records", "progress: 15%"), ("nginx vhost 'installing'", "progress: 20%"),
+             ("image check, addons' env", "progress: 40%"), ("container create + start", "progress: 60%"),
+             ("health wait", "progress: 80%"), ("nginx vhost 'running'", "progress: 95%"),
+             ("done -> seen healthy by client", "progress: 100%"))
+
     def phases(self, task_id, posted, observed):
         """Where the install's time went, from the timestamps of the task log lines."""
         text = self.api.get(f"/tasks/{task_id}/logs", params={"lines": -1, "format": "plain"}).text
@@ -115,27 +123,13 @@ class Bench:
                     tzinfo=datetime.timezone.utc).timestamp()
             except ValueError:
                 continue
-            for key, prefix in (("started", "task "), ("data", "progress: 10%"), ("vhost1", "progress: 20%"),
-                                ("image", "progress: 40%"), ("create", "progress: 60%"),
-                                ("health", "progress: 80%"), ("vhost2", "progress: 95%"),
-                                ("done", "progress: 100%"), ("finished", "task finished")):
-                if message.startswith(prefix) and key not in marks:
-                    marks[key] = when
-        order = [("queued -> task process running", posted, "started"),
-                 ("task start -> first step", "started", "data"),
-                 ("data folder", "data", "vhost1"),
-                 ("nginx vhost 'installing'", "vhost1", "image"),
-                 ("image check", "image", "create"),
-                 ("container create + start", "create", "health"),
-                 ("health wait", "health", "vhost2"),
-                 ("nginx vhost 'running'", "vhost2", "done"),
-                 ("done -> seen healthy by client", "done", observed)]
-        out = {}
-        for name, a, b in order:
-            ta = a if isinstance(a, float) else marks.get(a)
-            tb = b if isinstance(b, float) else marks.get(b)
-            if ta is not None and tb is not None:
-                out[name] = tb - ta
+            for name, prefix in self.STEPS:
+                if message.startswith(prefix) and name not in marks:
+                    marks[name] = when
+        found = [(name, marks[name]) for name, _ in self.STEPS if name in marks]
+        out = {"queued -> task process running": found[0][1] - posted} if found else {}
+        for (name, began), (_, ended) in zip(found, found[1:] + [(None, observed)], strict=True):
+            out[name] = ended - began
         return out
 
     # -- by hand --------------------------------------------------------------------------------
@@ -159,7 +153,7 @@ class Bench:
             labels={"berth.bench": "true"})
         container.reload()
         port = int(container.attrs["NetworkSettings"]["Ports"][f"{images.PORT}/tcp"][0]["HostPort"])
-        common.wait_answering(port, images.HEALTH_PATH, HEALTH_INTERVAL, "the directly run container")
+        common.wait_answering(port, images.HEALTH_PATH, "the directly run container")
         elapsed = time.perf_counter() - start
         container.remove(force=True)
         self.direct.remove(name)
@@ -184,11 +178,8 @@ class Bench:
 
     def cleanup(self):
         try:
-            if self.server is not None:
-                self.server.stop()
+            common.stop_berth(self.server, self.tmp, self.app_ids)
         finally:
-            stop_proxy(os.path.join(self.tmp, "berth"))
-            remove_app_containers(self.app_ids)
             for name in self.direct:
                 try:
                     self.docker.containers.get(name).remove(force=True)
@@ -244,7 +235,7 @@ def main():
           f"   (target < {TARGET_OVERHEAD_SECS:g} s: {verdict})")
     print()
     print("Where Berth's install time goes (median over the runs, from the task log):")
-    for name in phases[0]:
+    for name in dict.fromkeys(name for p in phases for name in p):
         values = [p[name] for p in phases if name in p]
         print(f"  {name:34} {statistics.median(values) * 1000:8.0f} ms")
     if each:

@@ -13,9 +13,13 @@
 2b. zstd backup (formats.pack "zstd": zstd level 1 on every core, in-process) beside
    `tar -c | zstd -1 -T0 > file` of the same folder in the same run, tgz's figure beside it, and
    its restore beside `tar -x --zstd`. Target: zstd throughput >= 0.8 x tar|zstd -1 -T0.
-3. rsync: a first backup, then 1% of the files changed (rewritten with new bytes, chosen at
-   random among the small files) and a second backup against the first: bytes uploaded and time
-   as a fraction of the first. Target < 5%.
+3. rsync: a 245 MB log is added, a first backup made, then (a) 1% of the small files rewritten
+   (new bytes, chosen at random) and backed up against the first, and (b) a realistic change
+   (200 small files rewritten, 1 MB appended to the log, 10 files added, 10 removed, one chmod)
+   backed up against (a); each with its time as a fraction of the first backup's and the bytes it
+   added to the storage (hard links are free) against the bytes that changed. Targets: <= 5% of
+   the time, <= 3x the changed bytes. The restore of (b) is compared with the source.
+   `--only rsync` runs this section alone.
 4. Restore (formats.unpack, child process) beside `tar -xzf` of the baseline archive.
 5. Peak memory: the resident high-water mark (VmHWM) of each child process doing a backup or a
    restore. Target < 200 MB.
@@ -40,6 +44,7 @@ ROOT = os.path.dirname(BENCH)
 sys.path[:0] = [ROOT]
 
 TARGET_TGZ_RATIO, TARGET_ZSTD_RATIO, TARGET_RSYNC_FRACTION, TARGET_RSS_MB = 0.9, 0.8, 0.05, 200
+TARGET_RSYNC_STORED = 3   # second rsync backup: stored bytes <= 3x the bytes that changed
 KEY = "bench encryption password"
 
 
@@ -227,6 +232,117 @@ def bench_zstd(src, store, out, nbytes, repeat, rss, tgz_secs):
     rm(store)
     rm(archive)
 
+def store_bytes(store):
+    """Bytes the storage holds, each inode once (hard links are free)."""
+    seen, total = set(), 0
+    for d, _, fs in os.walk(store):
+        for f in fs:
+            st = os.lstat(os.path.join(d, f))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def realistic_change(src, smalls, log_path, rnd):
+    """(b): 200 small files rewritten, 1 MB appended to the log, 10 files added, 10 removed, one
+    mode change. Returns the bytes that changed."""
+    left = [p for p in smalls if os.path.exists(p)]
+    picked = rnd.sample(left, 220)
+    changed = 0
+    for p in picked[:200]:
+        n = os.path.getsize(p)
+        with open(p, "wb") as f:
+            f.write(os.urandom(n))
+        changed += n
+    for p in picked[200:210]:
+        os.unlink(p)
+        smalls.remove(p)
+    with open(log_path, "ab") as f:
+        f.write(os.urandom(1 << 20))
+    changed += 1 << 20
+    folder = os.path.join(src, "app0", "added")
+    os.makedirs(folder, exist_ok=True)
+    for i in range(10):
+        with open(os.path.join(folder, f"new{i}.dat"), "wb") as f:
+            f.write(os.urandom(32 << 10))
+        changed += 32 << 10
+    os.chmod(picked[210], 0o600)
+    return changed
+
+
+def build_log(path, size):
+    """A log file: text lines with a little randomness, like an app's."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    rnd = random.Random(3)
+    line = 0
+    with open(path, "wb") as f:
+        while f.tell() < size:
+            parts = []
+            for _ in range(4096):
+                line += 1
+                parts.append(b"2026-12-05T04:%02d:%02d.%06dZ INFO request %d served in %d ms %s\n" % (
+                    line // 60 % 60, line % 60, rnd.randrange(10**6), line, rnd.randrange(900),
+                    os.urandom(8).hex().encode()))
+            f.write(b"".join(parts))
+
+
+def bench_rsync(src, store, out, smalls, rss):
+    """Section 3: a first rsync backup, then (a) 1% of the small files rewritten and (b) a
+    realistic change, each backed up against the backup before; time and stored bytes of each
+    beside the first backup's."""
+    rm(store)
+    log_path = os.path.join(src, "app0", "logs", "app.log")
+    build_log(log_path, 245 << 20)
+    nbytes = tree_bytes(src)
+    nfiles = len(smalls) + 5
+    subprocess.run(["tar", "-c", "-f", "/dev/null", "-C", src, "."], check=True)   # warm the page cache
+    r1 = run_child({"op": "pack", "fmt": "rsync", "src": src, "store": store, "remote": "r1"})
+    rss.append(("rsync backup", r1["rss_kb"]))
+    s1 = store_bytes(store)
+    t1 = r1["elapsed"]
+    print("\n== rsync (incremental: time and stored bytes vs the first backup) ==")
+    row("first backup", nbytes, t1, f"{s1 / 1e6:.1f} MB stored ({r1['result']['files']} files, "
+        f"{nbytes / 1e6:.0f} MB incl. a {os.path.getsize(log_path) / 1e6:.0f} MB log)")
+
+    def second(label, remote, previous, changed_bytes):
+        before = store_bytes(store)
+        r = run_child({"op": "pack", "fmt": "rsync", "src": src, "store": store, "remote": remote,
+                       "previous": previous})
+        rss.append(("rsync incremental backup", r["rss_kb"]))
+        stored = store_bytes(store) - before
+        t = r["elapsed"]
+        res = r["result"]
+        row(label, nbytes, t, f"{stored / 1e6:.1f} MB stored, {res['uploadedFiles']} files uploaded, "
+            f"{res['copiedFiles']} unchanged linked")
+        ok_t, ok_b = t / t1 <= TARGET_RSYNC_FRACTION, stored <= TARGET_RSYNC_STORED * changed_bytes
+        print(f"  time {t / t1:.2%} of the first (target <= {TARGET_RSYNC_FRACTION:.0%}) {verdict(ok_t)}; "
+              f"stored {stored / 1e6:.1f} MB = {stored / changed_bytes:.2f}x the {changed_bytes / 1e6:.1f} MB "
+              f"changed (target <= {TARGET_RSYNC_STORED}x) {verdict(ok_b)}; {stored / s1:.2%} of the first's bytes")
+        return r
+
+    rnd = random.Random(7)
+    changed = rnd.sample(smalls, max(1, nfiles // 100))
+    changed_bytes = 0
+    for p in changed:
+        n = os.path.getsize(p)
+        with open(p, "wb") as f:
+            f.write(os.urandom(n))
+        changed_bytes += n
+    print(f"(a) {len(changed)} small files rewritten ({len(changed) / nfiles:.1%}, {changed_bytes / 1e6:.1f} MB):")
+    second("second backup (a)", "r2", "r1", changed_bytes)
+    changed_bytes = realistic_change(src, smalls, log_path, rnd)
+    print(f"(b) 200 files rewritten, 1 MB appended to the log, 10 added, 10 removed, one chmod "
+          f"({changed_bytes / 1e6:.1f} MB):")
+    second("third backup (b)", "r3", "r2", changed_bytes)
+    dest = os.path.join(out, "x-rsync")
+    r = run_child({"op": "unpack", "fmt": "rsync", "store": store, "remote": "r3", "dest": dest})
+    rss.append(("rsync restore", r["rss_kb"]))
+    same = subprocess.run(["diff", "-r", "-q", src, dest], capture_output=True).returncode == 0
+    row("rsync restore of (b)", nbytes, r["elapsed"], "byte-exact" if same else "DIFFERS from the source")
+    rm(dest)
+    rm(store)
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -234,6 +350,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=2, help="runs per timing, best kept (default 2)")
     ap.add_argument("--dir", default=None, help="where to build the data and write backups")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--only", choices=("rsync",), help="run one section only (rsync: section 3)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -254,6 +371,9 @@ def main():
         print(f"data: {nbytes / 1e6:.0f} MB in {nfiles} files ({len(smalls)} small, 4 large), "
               f"built in {time.monotonic() - t:.0f} s, in {work}  [{os.cpu_count()} CPUs]")
         subprocess.run(["tar", "-c", "-f", "/dev/null", "-C", src, "."], check=True)   # warm the page cache
+        if args.only == "rsync":
+            bench_rsync(src, store, out, smalls, rss)
+            return 0
 
         # -- tgz backup vs tar | gzip -1 ------------------------------------------------------
         base, base_sync, tgz, tgz_enc = [], [], [], []
@@ -332,36 +452,7 @@ def main():
         rm(store)
         rm(base_archive)
 
-        # -- rsync: first and second backup --------------------------------------------------
-        r1 = run_child({"op": "pack", "fmt": "rsync", "src": src, "store": store, "remote": "r1"})
-        rss.append(("rsync backup", r1["rss_kb"]))
-        rnd = random.Random(7)
-        changed = rnd.sample(smalls, max(1, nfiles // 100))
-        changed_bytes = 0
-        for p in changed:
-            n = os.path.getsize(p)
-            with open(p, "wb") as f:
-                f.write(os.urandom(n))
-            changed_bytes += n
-        r2 = run_child({"op": "pack", "fmt": "rsync", "src": src, "store": store, "remote": "r2",
-                        "previous": "r1"})
-        rss.append(("rsync incremental backup", r2["rss_kb"]))
-        u1, u2 = r1["result"]["uploadedBytes"], r2["result"]["uploadedBytes"]
-        t1, t2 = r1["elapsed"], r2["elapsed"]
-        print("\n== rsync ==")
-        row("first backup", nbytes, t1, f"{u1 / 1e6:.1f} MB uploaded")
-        print(f"after changing {len(changed)} files ({len(changed) / nfiles:.1%}, "
-              f"{changed_bytes / 1e6:.1f} MB):")
-        row("second backup", nbytes, t2, f"{u2 / 1e6:.1f} MB uploaded, "
-            f"{r2['result']['copiedFiles']} unchanged files hard-linked")
-        ok_b = u2 / u1 < TARGET_RSYNC_FRACTION
-        ok_t = t2 / t1 < TARGET_RSYNC_FRACTION
-        print(f"second / first: bytes {u2 / u1:.2%} ({verdict(ok_b)}), time {t2 / t1:.2%} "
-              f"({verdict(ok_t)})  (target < {TARGET_RSYNC_FRACTION:.0%})")
-        dest = os.path.join(out, "x-rsync")
-        r3 = run_child({"op": "unpack", "fmt": "rsync", "store": store, "remote": "r2", "dest": dest})
-        rss.append(("rsync restore", r3["rss_kb"]))
-        row("rsync restore", nbytes, r3["elapsed"])
+        bench_rsync(src, store, out, smalls, rss)
 
         # -- memory --------------------------------------------------------------------------
         print("\n== peak memory (VmHWM of the process doing the work) ==")

@@ -16,7 +16,7 @@ ROOT = os.path.dirname(BENCH)
 if ROOT not in sys.path:
     sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
-from support.harness import Api, BerthServer  # noqa: E402
+from support.harness import Api, BerthServer, remove_app_containers, stop_proxy  # noqa: E402
 
 OWNER = {"username": "owner", "password": "Owner-pass-1", "email": "owner@example.com"}
 
@@ -109,21 +109,34 @@ def run(make, measure):
         bench.cleanup()
 
 
-def wait_answering(port: int, path: str, interval: float, what: str, timeout: float = 60) -> None:
-    """Poll GET http://127.0.0.1:<port><path> until it answers 2xx/3xx (a container run by hand
-    waited for the way Berth waits for an app's health path)."""
-    deadline = time.monotonic() + timeout
+def stop_berth(server: BerthServer | None, tmp: str, app_ids) -> None:
+    """Stop a bench's Berth (server in tmp/berth), its nginx and the app containers it made,
+    whatever happened before: each bench's cleanup then removes what else it made."""
+    try:
+        if server is not None:
+            server.stop()
+    finally:
+        stop_proxy(os.path.join(tmp, "berth"))
+        remove_app_containers(app_ids)
+
+
+def wait_answering(port: int, path: str, what: str, timeout: float = 60) -> None:
+    """GET http://127.0.0.1:<port><path> until it answers 2xx/3xx: a container run by hand, polled
+    as Berth's own health wait polls an app (apps.probe.wait_healthy: 5 ms at first, the pause
+    growing by half up to 100 ms), so both sides of a comparison wait alike. Written out rather
+    than imported, so a bench run against an older tree still waits the same way."""
+    deadline, pause = time.monotonic() + timeout, 0.005
     while True:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         try:
             conn.request("GET", path)
-            status = conn.getresponse().status
+            if 200 <= conn.getresponse().status < 400:
+                return
         except (OSError, http.client.HTTPException):
-            status = None
+            pass
         finally:
             conn.close()
-        if status is not None and 200 <= status < 400:
-            return
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} never answered {path}")
-        time.sleep(interval)
+        time.sleep(pause)
+        pause = min(0.1, pause * 1.5)

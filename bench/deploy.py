@@ -43,12 +43,11 @@ import common  # first: puts the repository and tests/ on sys.path
 import requests
 
 from support import git_server, images
-from support.harness import proxy_env, remove_app_containers, stop_proxy
+from support.harness import proxy_env
 
 DOMAIN = "example.test"
 TARGET_OVERHEAD_SECS = 1.0
 POLL_SECS = 0.02
-HEALTH_INTERVAL = 0.1
 
 
 class Prober(threading.Thread):
@@ -205,7 +204,7 @@ class Bench:
                                                labels={"berth.bench": "true"})
         container.reload()
         port = int(container.attrs["NetworkSettings"]["Ports"][f"{images.PORT}/tcp"][0]["HostPort"])
-        common.wait_answering(port, images.HEALTH_PATH, HEALTH_INTERVAL, "the container run by hand")
+        common.wait_answering(port, images.HEALTH_PATH, "the container run by hand")
         elapsed = time.perf_counter() - start
         container.remove(force=True)
         self.direct.remove(name)
@@ -216,11 +215,8 @@ class Bench:
         try:
             if self.prober is not None:
                 self.prober.stop_event.set()
-            if self.server is not None:
-                self.server.stop()
+            common.stop_berth(self.server, self.tmp, self.app_ids)
         finally:
-            stop_proxy(os.path.join(self.tmp, "berth"))
-            remove_app_containers(self.app_ids)
             for name in self.direct:
                 try:
                     self.docker.containers.get(name).remove(force=True)

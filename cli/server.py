@@ -39,6 +39,10 @@ def _serve(cfg, workers):
     # multiprocess mode); the variable must be set before any worker imports the library.
     from metrics.exposition import prepare_shared_files
     os.environ.update(PROMETHEUS_MULTIPROC_DIR=prepare_shared_files(cfg.data_dir))
+    # Thousands of log stream clients are thousands of sockets: the soft open-file limit goes up
+    # to the hard one before gunicorn starts (its workers inherit it).
+    from web.startup import raise_open_file_limit
+    raise_open_file_limit()
     os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: wsgi.py
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
     os.execv(gunicorn, argv)

@@ -62,14 +62,17 @@ class LogFollower:
     """Blocking iterator over the app container's log lines as (timestamp, text), starting with the
     last `lines` lines. Ends when the container stops or close() is called (from any thread)."""
 
-    def __init__(self, app_id: str, lines: int = 0, *, service: str | None = None) -> None:
-        # `service`: follow that addon service's container instead of an app's.
+    def __init__(self, app_id: str, lines: int | None = 0, *, service: str | None = None,
+                 since: float | None = None) -> None:
+        # `service`: follow that addon service's container instead of an app's. `lines` None:
+        # all of them; `since`: only lines stamped at or after that unix time.
         container = must_get(app_id) if service is None else _service_container(service)
         if container is None:
             raise ContainerError(f"The container of service {service} does not exist")
         with engine(f"Cannot follow logs of {container.name}"):
             self._stream = container.logs(stdout=True, stderr=True, timestamps=True, stream=True,
-                                          follow=True, tail=int(lines))
+                                          follow=True, tail="all" if lines is None else int(lines),
+                                          since=since)
         self._lines = self._split()
         self._closed = False
 
@@ -114,11 +117,15 @@ def follow_logs(app_id: str, lines: int = 0) -> LogFollower:
     return LogFollower(app_id, lines)
 
 
-async def follow_logs_async(app_id: str, lines: int = 0, *, service: str | None = None) -> AsyncIterator[LogLine]:
-    """Async generator over the app's (or addon `service`'s) log lines, read by a helper thread;
-    closing the generator (or cancelling its consumer) closes the engine stream and ends the thread."""
+async def follow_logs_async(app_id: str, lines: int | None = 0, *, service: str | None = None,
+                            since: float | None = None) -> AsyncIterator[LogLine]:
+    """Async generator over the app's (or addon `service`'s) log lines (LogFollower's `lines` and
+    `since`), read by a helper thread; closing the generator (or cancelling its consumer) closes
+    the engine stream and ends the thread. One per followed log, not per client: app log streams
+    share one (log_streams.stream_follower)."""
     loop = asyncio.get_running_loop()
-    follower = await asyncio.to_thread(functools.partial(LogFollower, app_id, lines, service=service))
+    follower = await asyncio.to_thread(functools.partial(LogFollower, app_id, lines, service=service,
+                                                         since=since))
     queue = asyncio.Queue()
     end = object()
 

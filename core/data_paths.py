@@ -23,6 +23,7 @@ onto the data dir itself.
     volumes/<id>/          where a network volume (cifs, nfs, sshfs) is mounted
     volume-keys/<id>/      its credentials file or SSH key while mounting (0600 in 0700 folders)
     run/metrics/           Prometheus samples of each server process (multiprocess mode), emptied at start
+    run/rate-limit         the per-token rate budget, shared by the server's workers
     keys/at-rest.key       the key sealing secrets kept in the database (TOTP secrets), 0600; not backed up
 """
 import os
@@ -121,6 +122,11 @@ def mail(data_dir: str | None = None) -> str:
 def metrics_files(data_dir: str | None = None) -> str:
     """Where each server process writes its Prometheus samples (multiprocess mode); emptied at start."""
     return os.path.join(data_dir or root(), "run", "metrics")
+
+
+def rate_limit_file(data_dir: str | None = None) -> str:
+    """The per-token rate budget every server worker shares (web/rate_limit.py)."""
+    return os.path.join(data_dir or root(), "run", "rate-limit")
 
 
 def volume_mount(volume_id: str) -> str:

@@ -15,11 +15,11 @@ fixed TCP/UDP ports cannot run two containers at once: for them the old containe
 """
 import logging
 import os
-import time
 
 import apps
 import containers
 import eventlog
+import reverse_proxy
 from apps import probe, task_steps
 from backups import records as backup_records
 from backups import settings as backup_settings
@@ -33,7 +33,7 @@ from tasks.context import TaskContext
 
 log = logging.getLogger("berth.deployments")
 
-DRAIN_SECONDS = 1.0     # nginx's old workers finish their requests to the old container meanwhile
+DRAIN_SECONDS = 1.0     # at most: nginx's old workers finish their requests to the old container meanwhile
 DATA_ADDONS = ("postgresql", "mysql", "mongodb", "redis")
 
 
@@ -109,8 +109,8 @@ def roll_out(task: TaskContext, app: App, manifest: dict) -> App:
         _give_back(task, app, beside, next_name)
         raise RolledBack(f"The reverse proxy could not be switched: {exc}") from exc
     deploy_switch.promote(app.id)
-    if beside:
-        time.sleep(DRAIN_SECONDS)
+    if beside and not reverse_proxy.drain(DRAIN_SECONDS):
+        task.log(f"nginx workers of the previous configuration still busy after {DRAIN_SECONDS:g} s")
     task.progress(95, "Removing the old version")
     deploy_switch.remove(deploy_switch.old_name(app.id))
     return new

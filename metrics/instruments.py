@@ -29,3 +29,6 @@ db_query_seconds = Histogram(
 log_stream_clients = Gauge(
     "berth_log_stream_clients", "Log stream (Server-Sent Events) clients connected now",
     multiprocess_mode="livesum")
+log_stream_followers = Gauge(
+    "berth_log_stream_followers", "Followed logs now: ONE follower per log (a task's file, an app's "
+    "engine stream) whatever its number of clients", ["kind"], multiprocess_mode="livesum")

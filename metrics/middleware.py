@@ -3,7 +3,8 @@
 It sits after Connexion's routing, so the operation is known; a request no operation matched is
 counted as `unmatched` (never the raw path: label values must stay a small set). The sample is
 recorded just before the last body chunk goes out, so a client that has its answer finds it
-counted by its next scrape (recording after the send raced with that scrape)."""
+counted by its next scrape (recording after the send raced with that scrape); with a Content-Length,
+"just before" is the chunk that completes it."""
 import time
 
 from metrics import instruments
@@ -31,11 +32,28 @@ class RequestMetricsMiddleware:
         async def send_and_note(message):
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                record()
+                state["left"] = _content_length(message.get("headers") or ())
+            elif message["type"] == "http.response.body":
+                # The client has its answer once Content-Length bytes went out: a2wsgi sends the
+                # whole body with more_body=True and an empty last chunk after, which the client
+                # need not wait for (recording only then raced with the client's next scrape).
+                if state.get("left") is not None:
+                    state["left"] -= len(message.get("body", b""))
+                if not message.get("more_body", False) or (state.get("left") is not None and state["left"] <= 0):
+                    record()
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_note)
         finally:
             record()  # no final body chunk (the client left, or a crash): counted all the same
+
+
+def _content_length(headers) -> int | None:
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -201,6 +201,11 @@ class Proxy:
             stale = {self.vhost_path(a): None for a in self.vhosts() if self.vhost_path(a) not in texts}
             self._commit({**stale, **texts})
 
+    def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the workers of earlier configurations to finish their requests
+        and exit (after a switch of upstream: then nothing is sent to the old one any more)."""
+        return nginx_process.drain(self.layout, timeout)
+
     def remove_app_vhost(self, app_id: str) -> bool:
         """Stop serving app `app_id` (its names then get the catch-all 404). True if it had a vhost."""
         path = self.vhost_path(app_id)
@@ -239,6 +244,10 @@ def write_app_vhost(app_id: str, fqdn: str, upstream_port: int | None, aliases: 
 
 def remove_app_vhost(app_id: str) -> bool:
     return proxy().remove_app_vhost(app_id)
+
+
+def drain(timeout: float) -> bool:
+    return proxy().drain(timeout)
 
 
 def sync_app_vhosts(specs: SpecSource, *, certificate: CertificateLookup) -> None:

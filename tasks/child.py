@@ -1,7 +1,10 @@
-"""The task process: `python -m tasks.child <task id> <runner pid>`, started by the runner.
+"""The task process: forked by the runner's fork server (tasks.fork_server), which calls `main`
+after giving it its own session and the task log as stdout/stderr; or, when there is no fork
+server, `python -m tasks.child <task id> <runner pid>` started by the runner itself.
 
 Runs one task body and records its outcome (result, or the error it raised). It dies with the
-runner that started it (PR_SET_PDEATHSIG), so a killed server leaves no orphan working on.
+process that started it (PR_SET_PDEATHSIG; the fork server dies with the runner in turn), so a
+killed server leaves no orphan working on.
 SIGTERM (stop, timeout) raises TaskStopped inside the body, so `finally:` blocks run; the
 runner records why it stopped the task, and sends SIGKILL if the body does not end in time.
 Exit status 0 means the outcome is recorded; anything else is reported by the runner.

@@ -4,8 +4,10 @@ task's process group, SIGKILL after a grace period), records how they ended when
 not, and ends as crashed the tasks of runners that died.
 
 It is one thread that ticks every TICK_SECS while tasks run, IDLE_TICK_SECS otherwise, and at
-once when woken by a `tasks.start` or `tasks.stop` in its own process. The thread is also the
-parent of every task process it starts, so PR_SET_PDEATHSIG ties the task processes to it.
+once when woken by a `tasks.start` or `tasks.stop` in its own process. Task processes are forked
+by the runner's fork server (tasks.fork_server: warm, imports done), which the thread starts and
+is the parent of, so PR_SET_PDEATHSIG ties the server, and through it every task process, to the
+thread. Without a fork server (it could not start) the thread spawns `python -m tasks.child` itself.
 """
 import dataclasses
 import logging
@@ -18,6 +20,7 @@ import uuid
 
 from core import commands, config
 from tasks import logs, store
+from tasks.fork_server import ForkServer, ForkServerGone
 
 log = logging.getLogger("berth.tasks")
 
@@ -30,10 +33,45 @@ RECOVER_SECS = 5.0
 STOP_GRACE_SECS = 5.0       # SIGTERM -> SIGKILL
 
 
+class Spawned:
+    """A task process the runner started itself (`python -m tasks.child`)."""
+
+    def __init__(self, popen: commands.Popen) -> None:
+        self.popen, self.pid = popen, popen.pid
+
+    def exited(self) -> bool:
+        return _exited(self.pid)
+
+    def signal(self, sig: int) -> None:
+        _killpg(self.pid, sig)
+
+    def wait(self) -> int:
+        # The process is a zombie, so its pid (= process group id) cannot be reused yet: whatever
+        # it started and left behind goes down with it.
+        _killpg(self.pid, signal.SIGKILL)
+        return self.popen.wait()
+
+
+class Forked:
+    """A task process forked by the fork server, which reaps it (and kills its group first)."""
+
+    def __init__(self, server: ForkServer, pid: int) -> None:
+        self.server, self.pid = server, pid
+
+    def exited(self) -> bool:
+        return self.server.exited(self.pid)
+
+    def signal(self, sig: int) -> None:
+        self.server.signal(self.pid, sig)
+
+    def wait(self) -> int:
+        return self.server.wait(self.pid)
+
+
 @dataclasses.dataclass
 class Child:
     task_id: int
-    popen: commands.Popen
+    proc: Spawned | Forked
     deadline: float = None          # monotonic; None = no time limit
     reason: str = None              # why we signalled it: store.STOPPED / store.TIMEOUT
     term_at: float = None
@@ -50,6 +88,7 @@ class Runner:
         self._thread = None
         self._next_heartbeat = 0.0
         self._next_recover = 0.0
+        self._server = None             # the ForkServer, started by the thread
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -70,6 +109,7 @@ class Runner:
             self._thread.join(timeout)
 
     def _loop(self):
+        self._start_fork_server()  # from this thread: PR_SET_PDEATHSIG names the thread, not the process
         while not self._stopping.is_set():
             try:
                 self.tick()
@@ -102,26 +142,51 @@ class Runner:
 
     # -- task processes ----------------------------------------------------------------------
 
-    def _spawn(self, task):
+    def _child_env(self):
         cfg = config.get()
-        env = dict(os.environ, BERTH_DATA_DIR=cfg.data_dir, BERTH_DATABASE_URL=cfg.database_url)
-        fd = None
+        return dict(os.environ, BERTH_DATA_DIR=cfg.data_dir, BERTH_DATABASE_URL=cfg.database_url)
+
+    def _start_fork_server(self):
         try:
-            fd = logs.open_fd(task.id)  # early output (before the body's own capture) lands in the log
-            popen = commands.spawn(
-                [sys.executable, "-m", "tasks.child", str(task.id), str(os.getpid())],
-                cwd=ROOT, env=env, stdin=commands.DEVNULL, stdout=fd, stderr=fd,
-                start_new_session=True)  # own process group: stop reaches programs it started
+            self._server = ForkServer(self._child_env())
+        except OSError:
+            log.exception("could not start the task fork server: task processes are spawned")
+            self._server = None
+
+    def _spawn(self, task):
+        try:
+            proc = self._fork(task) or self._spawn_process(task)
         except OSError as e:
             store.finish(task.id, error=store.abnormal_error(store.CRASHED, task,
                                                              f"Could not start the task process: {e}"))
             return
-        finally:
-            if fd is not None:
-                os.close(fd)
         deadline = time.monotonic() + task.timeout if task.timeout else None
-        self.children[task.id] = Child(task.id, popen, deadline)  # tracked before anything can fail
-        store.set_pid(task.id, popen.pid)
+        self.children[task.id] = Child(task.id, proc, deadline)  # tracked before anything can fail
+        store.set_pid(task.id, proc.pid)
+
+    def _fork(self, task):
+        """The task's process from the fork server, or None when there is none to ask (it is
+        started again for the next task when it ended)."""
+        if self._server is not None and self._server.closed:
+            log.warning("the task fork server ended: starting a new one")
+            self._start_fork_server()
+        if self._server is None:
+            return None
+        try:
+            return Forked(self._server, self._server.run(task.id, task.body))
+        except ForkServerGone:
+            log.exception("the task fork server could not start task %s: spawning it", task.id)
+            return None
+
+    def _spawn_process(self, task):
+        fd = logs.open_fd(task.id)  # early output (before the body's own capture) lands in the log
+        try:
+            return Spawned(commands.spawn(
+                [sys.executable, "-m", "tasks.child", str(task.id), str(os.getpid())],
+                cwd=ROOT, env=self._child_env(), stdin=commands.DEVNULL, stdout=fd, stderr=fd,
+                start_new_session=True))  # own process group: stop reaches programs it started
+        finally:
+            os.close(fd)
 
     def _watch_children(self):
         if not self.children:
@@ -129,7 +194,7 @@ class Runner:
         requests = store.stop_requests(self.children)
         now = time.monotonic()
         for child in list(self.children.values()):
-            if _exited(child.popen.pid):
+            if child.proc.exited():
                 self._reap(child)
                 continue
             if child.reason is None:
@@ -141,19 +206,16 @@ class Runner:
             elif not child.killed and now - child.term_at >= STOP_GRACE_SECS:
                 _append_log(child.task_id,
                             f"task did not end within {STOP_GRACE_SECS:g}s of SIGTERM: SIGKILL")
-                _killpg(child.popen.pid, signal.SIGKILL)
+                child.proc.signal(signal.SIGKILL)
                 child.killed = True
 
     def _signal(self, child, reason, why):
         child.reason, child.term_at = reason, time.monotonic()
         _append_log(child.task_id, f"{why}: sending SIGTERM to the task process")
-        _killpg(child.popen.pid, signal.SIGTERM)
+        child.proc.signal(signal.SIGTERM)
 
     def _reap(self, child):
-        # The process is a zombie, so its pid (= process group id) cannot be reused yet: whatever
-        # it started and left behind goes down with it.
-        _killpg(child.popen.pid, signal.SIGKILL)
-        code = child.popen.wait()
+        code = child.proc.wait()    # its process group is SIGKILLed first (Spawned.wait, fork_server)
         del self.children[child.task_id]
         task = store.get(child.task_id)
         if not task.active:
@@ -171,21 +233,23 @@ class Runner:
         """Server stopping: SIGTERM every task, SIGKILL what is left after a short grace, then
         record them as crashed right away rather than at the next start."""
         for child in self.children.values():
-            _killpg(child.popen.pid, signal.SIGTERM)
+            child.proc.signal(signal.SIGTERM)
         deadline = time.monotonic() + min(STOP_GRACE_SECS, 3.0)
         while self.children and time.monotonic() < deadline:
-            if all(_exited(c.popen.pid) for c in self.children.values()):
+            if all(c.proc.exited() for c in self.children.values()):
                 break
             time.sleep(0.05)
         for child in list(self.children.values()):
-            _killpg(child.popen.pid, signal.SIGKILL)
-            child.popen.wait()
+            child.proc.signal(signal.SIGKILL)
+            child.proc.wait()
             task = store.get(child.task_id)
             error = store.abnormal_error(task.stop_reason or store.CRASHED, task,
                                          "Berth stopped while the task was running")
             if store.finish(child.task_id, error=error, message=error["message"]):
                 _append_log(child.task_id, f"task ended: {error['message']}")
         self.children.clear()
+        if self._server is not None:
+            self._server.close()
         store.unregister_runner(self.id)
 
 

@@ -5,7 +5,6 @@ import logging
 
 import connexion
 import flask
-from a2wsgi import WSGIMiddleware
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import ProblemException
 from connexion.jsonifier import Jsonifier
@@ -20,17 +19,18 @@ import domains
 import platform_settings
 import system_monitor
 from apps import health as app_health
-from core import config
+from core import config, data_paths
 from core.errors import ApiError, body, reason
 from deployments import hygiene as image_hygiene
 from metrics import exposition as metrics_exposition
 from metrics import middleware as metrics_middleware
 from models import migrations, open_database
-from web import access_log, event_stream, request_guard, request_limits, security, unbuilt, websocket
+from web import access_log, event_stream, request_guard, request_limits, security, unbuilt, views, websocket
 from web.lifespan import lifespan
 from web.request_validation import CheckedMultiPartValidator, LiberalJSONBodyValidator, NamedParameterValidator
 from web.spec import ROOT, load_spec, operations
 from web.startup import make_data_dir_private
+from web.wsgi_bridge import WsgiBridge
 
 log = logging.getLogger("berth")
 
@@ -102,7 +102,8 @@ def create_app(cfg=None):
         roles[op_id] = (None if declared == ["public"] else frozenset(declared), method)
         if op.get("x-token-scope"):
             scopes[op_id] = op["x-token-scope"]
-    security.configure(roles, cfg.rate_limit, scopes, cfg.metrics_token)
+    security.configure(roles, cfg.rate_limit, scopes, cfg.metrics_token,
+                       data_paths.rate_limit_file(cfg.data_dir))
 
     CheckedMultiPartValidator.STREAMED = set(request_limits.operation_limits(operations(spec)))
     validators = dict(VALIDATOR_MAP, parameter=NamedParameterValidator)
@@ -131,10 +132,12 @@ def create_app(cfg=None):
         spec, resolver=Resolver(), pythonic_params=True, validator_map=validators,
         swagger_ui_options=SwaggerUIOptions(swagger_ui=True, swagger_ui_path="/ui"),
     )
+    views.precompile_on_first_request(app.app)  # Connexion's decorators built once, not per request
     # Flask handlers run in a thread pool (a2wsgi; Connexion's default is 10 threads). Handlers
     # are short and CPU-bound under the GIL, so more threads only add lock hand-offs: a small
     # pool serves more requests per second (bench/api.py). Long waits (log streams) are async.
-    app._middleware_app.asgi_app = WSGIMiddleware(app.app.wsgi_app, workers=cfg.wsgi_threads)
+    # A few short reads skip the pool and run on the event loop (web.wsgi_bridge).
+    app._middleware_app.asgi_app = WsgiBridge(app.app.wsgi_app, workers=cfg.wsgi_threads)
     app.add_error_handler(ApiError, _api_error_handler)
     app.add_error_handler(ProblemException, _problem_handler)
     for status in (404, 405):

@@ -30,7 +30,7 @@ from connexion.decorators.parameter import pythonic
 from starlette.datastructures import Headers, QueryParams
 
 from core.errors import BadRequest
-from log_streams import HEARTBEAT_SECS
+from log_streams import HEARTBEAT_SECS, follower_counts
 from metrics import instruments
 
 log = logging.getLogger("berth.logstream")
@@ -101,7 +101,8 @@ async def _write(send, source, first, plain, last_id, heartbeat):
             batch = [line for line in batch if line.id > last_id]
         if batch:
             last_id = batch[-1].id
-            body = b"".join(encode(line, plain) for line in batch)
+            # One line (the common case with many clients): the shared bytes as they are.
+            body = encode(batch[0], plain) if len(batch) == 1 else b"".join(encode(line, plain) for line in batch)
         else:
             body = b": heartbeat\n\n" if head is None else b""
         if head is not None:
@@ -207,7 +208,15 @@ class StreamMiddleware:
                                token_info=token_info)
         clients = instruments.log_stream_clients
         clients.inc()
+        _count_followers()
         try:
             await serve_events(send, receive, source, plain=plain, last_event_id=last_event_id)
         finally:
             clients.dec()
+            _count_followers()
+
+
+def _count_followers():
+    """berth_log_stream_followers: shared followers of this process (one per followed log)."""
+    for kind, count in follower_counts().items():
+        instruments.log_stream_followers.labels(kind).set(count)

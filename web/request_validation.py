@@ -154,7 +154,19 @@ class NamedParameterValidator(ParameterValidator):
             return None
         if out_of_range(value) is not None:
             return f"{param['name']}: is beyond the 64-bit integer range"
-        schema = param.get("schema", param)
-        error = next(iter(Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
-                          .iter_errors(value)), None)
+        error = next(iter(_validator_of(param.get("schema", param)).iter_errors(value)), None)
         return f"{param['name']}: {short_message(error)}" if error else None
+
+
+# A validator per parameter schema, made once: the schemas are the spec's own dicts, which live as
+# long as the app (keyed by identity, the schema kept beside its validator so an id is never
+# mistaken for another dict's).
+_validators = {}
+
+
+def _validator_of(schema):
+    entry = _validators.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        entry = (schema, Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER))
+        _validators[id(schema)] = entry
+    return entry[1]

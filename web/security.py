@@ -8,19 +8,22 @@ rate budget. The result (token info) reaches handlers as `token_info` / `user`.
 These run on the server's event loop, before the request reaches Flask's thread pool, so nothing
 here may wait long. The token lookup stays on the loop: one read of one row by a unique index,
 which never waits for a writer (SQLite in WAL mode, PostgreSQL's MVCC) and costs less than a
-hand-off to a thread. The last-used stamp is a write (with SQLite it can wait up to the busy
-timeout for another writer), so it runs in a worker thread while the loop serves others. There
-is no token cache: a revoked token is refused on its next request, in every process.
+hand-off to a thread. The same query reads the user's 2FA state and the directory policy
+(mandatory2FA), so that check costs no read of its own. The last-used stamp is a write (with
+SQLite it can wait up to the busy timeout for another writer), so it runs in a worker thread
+while the loop serves others. There is no token cache: a revoked token is refused on its next
+request, in every process. The rate budget is shared by every worker of the server
+(web.rate_limit), so it is exact whatever BERTH_WORKERS is.
 """
 import hmac
-import threading
-import time
+import inspect
 
 from starlette.concurrency import run_in_threadpool
 
 from accounts import directory_config, tokens
 from core.errors import Forbidden, TooManyRequests, Unauthorized
 from models import ROLE_RANK
+from web import rate_limit
 
 # operationId -> (frozenset of roles, HTTP method); filled by server.create_app from the spec.
 OPERATION_ROLES = {}
@@ -28,17 +31,21 @@ OPERATION_ROLES = {}
 OPERATION_SCOPES = {}
 _rate_limit_per_minute = 0
 _metrics_secret = ""
+_buckets = rate_limit.LocalBuckets()
 
 
-def configure(operation_roles, rate_limit_per_minute, operation_scopes=None, metrics_secret=""):
-    global _rate_limit_per_minute, _metrics_secret
+def configure(operation_roles, rate_limit_per_minute, operation_scopes=None, metrics_secret="",
+              rate_limit_file=None):
+    """`rate_limit_file`: the file every worker of the server shares the budget through
+    (data_paths.rate_limit_file); without it the budget is counted in this process only."""
+    global _rate_limit_per_minute, _metrics_secret, _buckets
     OPERATION_ROLES.clear()
     OPERATION_ROLES.update(operation_roles)
     OPERATION_SCOPES.clear()
     OPERATION_SCOPES.update(operation_scopes or {})
     _rate_limit_per_minute = rate_limit_per_minute
     _metrics_secret = metrics_secret
-    _buckets.clear()
+    _buckets = rate_limit.SharedBuckets(rate_limit_file) if rate_limit_file else rate_limit.LocalBuckets()
 
 
 async def token_from_bearer(value, request=None):
@@ -63,6 +70,7 @@ async def authorize(token, request):
         return {"sub": None, "token_id": "metrics-secret", "role": "metrics", "username": None,
                 "scope": {"metrics": "r"}, "client_id": "metrics"}
     info = tokens.lookup(token)
+    stored_policy, totp_enabled = info.pop("directory_policy"), info.pop("totp_enabled")
     roles, method = _operation_of(request)
     if roles is not None and info["role"] not in roles:
         raise Forbidden(f"Role '{info['role']}' may not call this operation (it needs one of: "
@@ -71,12 +79,19 @@ async def authorize(token, request):
         raise Forbidden(f"This token's scope ({', '.join(sorted(info['scope']))}) does not cover this operation")
     if method not in ("GET", "HEAD") and info["scope"].get("*", "r") == "r":
         raise Forbidden("This token is read-only")
-    # mandatory2FA: a user without 2FA may call only the set-up routes (reads by primary key).
-    directory_config.check_request(info["sub"], op_id)
+    # mandatory2FA: a user without 2FA may call only the set-up routes (read by the lookup).
+    directory_config.check_token(stored_policy, totp_enabled, op_id)
     _charge(info["token_id"])
     if tokens.needs_touch(info.pop("last_used")):
         await run_in_threadpool(tokens.touch, info["token_id"])
     return info
+
+
+# Connexion inspects the signature of these functions on every request (does it take `request`,
+# `required_scopes`?); a signature stored on the function is returned at once instead of being
+# rebuilt from the code object each time.
+for _func in (token_from_bearer, token_from_query, token_from_api_key):
+    _func.__signature__ = inspect.signature(_func)
 
 
 def _operation_id(request):
@@ -92,22 +107,11 @@ def _operation_of(request):
     return roles, request.scope.get("method", "GET")
 
 
-# Per-token token bucket: capacity = one minute of budget, refilled continuously. Kept in
-# process memory: each worker enforces the budget for the requests it serves.
-_buckets = {}
-_buckets_lock = threading.Lock()
-
-
 def _charge(token_id):
+    """Per-token token bucket: capacity = one minute of budget, refilled continuously."""
     budget = _rate_limit_per_minute
     if budget <= 0:
         return
-    now = time.monotonic()
-    with _buckets_lock:
-        level, last = _buckets.get(token_id, (float(budget), now))
-        level = min(float(budget), level + (now - last) * budget / 60.0)
-        if level < 1.0:
-            _buckets[token_id] = (level, now)
-            raise TooManyRequests("API rate limit exceeded for this token",
-                                  retry_after=(1.0 - level) * 60.0 / budget)
-        _buckets[token_id] = (level - 1.0, now)
+    wait = _buckets.charge(token_id, budget)
+    if wait is not None:
+        raise TooManyRequests("API rate limit exceeded for this token", retry_after=wait)

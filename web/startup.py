@@ -9,6 +9,7 @@ owner-only again at start-up.
 """
 import glob
 import os
+import resource
 from urllib.parse import urlparse
 
 from core import data_paths
@@ -44,3 +45,18 @@ def _sqlite_files(url: str) -> list[str]:
     if not path or path == ":memory:":
         return []
     return [path, path + "-wal", path + "-shm"]
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise this process's open-file limit (RLIMIT_NOFILE) from its soft value to the hard one,
+    inherited by the gunicorn workers: every log stream client holds a socket, and the soft
+    default (often 1,024) refuses connections long before 5,000 clients. The (soft, hard) now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass  # a container or policy may forbid it: serve with what there is
+    return soft, hard

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 
 from backup_storage import Storage, StorageError
+from backups.formats import jsonl
 from backups.formats.encryption import Keyring, WrongKey
 from backups.formats.streams import blocks, lines, local_copy
 
@@ -45,7 +46,7 @@ class ChecksumWriter:
         self.count = self.size = 0
 
     def add(self, suffix: str, size: int, sha256: str) -> None:
-        self.tmp.write(json.dumps([suffix, size, sha256]).encode() + b"\n")
+        self.tmp.write(jsonl.dumps([suffix, size, sha256]) + b"\n")
         self.count += 1
         self.size += size
 
@@ -76,7 +77,7 @@ class ChecksumWriter:
 
 def _parse_line(line, path):
     try:
-        return json.loads(line)
+        return jsonl.loads(line)
     except ValueError as e:
         raise StorageError(f"{path}: unreadable checksum list ({e})") from e
 

@@ -1,9 +1,13 @@
-"""rsync backups: one object per file under `<remote>/files/`, plus an index (rsync_index).
+"""rsync backups: one object per file under `<remote>/files/` (large files: content-defined
+chunks under `<remote>/chunks/`, see chunking.py), plus an index (rsync_index).
 
-A file whose size, mtime, ctime and inode match the previous backup's index (or, failing that,
-whose sha256 matches) is not uploaded: the previous object is server-side copied (a hard link on
-the filesystem provider). With a key, objects and index are encrypted and objects are named by an
-HMAC of their path, so file names are hidden too.
+A file whose size, mtime, ctime and inode match the previous backup's index is not read: its
+previous object or chunks are server-side copied (a hard link on the filesystem provider). A file
+that changed is read; a small one whose sha256 matches is copied too, a large one uploads only
+the chunks the previous backup of it does not have (an append to a log: the last one or two).
+With a key, objects, chunks and index are encrypted, objects are named by an HMAC of their path
+and chunks by an HMAC of their content, so file names and content are hidden too; the key's salt
+is carried over from the previous backup, so the same content keeps the same chunk name.
 
 The source is an app's data folder, which the app (hostile, maybe root in its container) can
 change while it is read. So the scan walks folders on descriptors opened with O_NOFOLLOW, and
@@ -21,7 +25,8 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 
-from backup_storage import Storage
+from backup_storage import Storage, StorageError
+from backups.formats import chunking
 from backups.formats.checksums import ChecksumWriter
 from backups.formats.dirfds import DIR_FLAGS
 from backups.formats.encryption import Encrypter, Keyring
@@ -175,16 +180,26 @@ class _Pack:
     def __init__(self, src_dir, storage, remote, key, log, concurrency):
         self.src_dir, self.storage, self.remote, self.log = src_dir, storage, remote, log
         self.keyring = Keyring(key) if key else None
-        self.name_key = self.keyring.name_key() if self.keyring else None
+        self.name_key = None
         self.progress = Progress(log, "rsync")
-        self.stats = {"uploaded": 0, "uploadedFiles": 0, "copied": 0, "copiedFiles": 0, "files": 0}
+        self.stats = {"uploaded": 0, "uploadedFiles": 0, "copied": 0, "copiedFiles": 0, "files": 0,
+                      "uploadedChunks": 0, "copiedChunks": 0}
         self.lock = threading.Lock()
         self.concurrency = max(1, concurrency)
         self.vanished = set()
-        self.prev = self.sums = self.index = None
+        self.reused = set()   # suffixes of the objects linked from the previous backup
+        self.prev = self.sums = self.index = self.chunks = None
+        self.listed = set()   # chunks already in the checksum list (each is listed once)
+        self.batch = None     # (future, [(entry, previous entry)]) of unchanged files not yet submitted
+        self.batch_size = 32
 
     def run(self, previous):
         self.prev = PreviousFiles(self.storage, previous, self.keyring, self.log)
+        if self.keyring is not None:
+            if self.prev.salt is not None:
+                self.keyring.salt = self.prev.salt
+            self.name_key = self.keyring.name_key()
+        self.chunks = chunking.ChunkStore(self.storage, self.remote, self.keyring, self.stats, self.lock)
         self.sums = ChecksumWriter("rsync", self.keyring)
         index_path = f"{self.remote}/{INDEX}" + (".enc" if self.keyring else "")
         try:
@@ -206,12 +221,17 @@ class _Pack:
         return {"format": "rsync", "remote": self.remote, "size": self.sums.size, "uploadedBytes": uploaded,
                 "files": stats["files"], "checksums": checksums, "encrypted": bool(self.keyring),
                 "uploadedFiles": stats["uploadedFiles"], "copiedFiles": stats["copiedFiles"],
-                "copiedBytes": stats["copied"], "indexBytes": self.index.counted.size}
+                "copiedBytes": stats["copied"], "indexBytes": self.index.counted.size,
+                "uploadedChunks": stats["uploadedChunks"], "copiedChunks": stats["copiedChunks"],
+                # Objects linked or copied from the previous backup, not written by this one: the
+                # verify stage checks their presence and size, not their bytes again.
+                "reused": frozenset(self.reused | self.chunks.reused)}
 
     def _walk(self, pool):
         # Entries are written to the index and checksum list in scan order, each once its object
         # is stored; a bounded window of them (each holding at most one open file) is in flight.
         window = min(max(64, 16 * self.concurrency), 512)
+        self.batch_size = window // 2
         scan = Scan(self.src_dir, self.log)
         pending = deque()
         try:
@@ -220,9 +240,12 @@ class _Pack:
                 if started is not _SKIP:
                     pending.append((e, *started))
                 while pending and (len(pending) > window or pending[0][1] is None or pending[0][1].done()):
+                    if len(pending) > window:
+                        self._flush(pool)
                     self._settle(*pending.popleft())
                 self.progress(lambda: f"{self.stats['files']} files, {mb(self.stats['uploaded'])} uploaded, "
                                       f"{self.stats['copiedFiles']} unchanged")
+            self._flush(pool)
             while pending:
                 self._settle(*pending.popleft())
         finally:
@@ -236,29 +259,67 @@ class _Pack:
         if e["t"] != "f":
             return None, None
         old = self.prev.find(e["p"]) if self.prev.cur is not None else None
+        old_refs = self._old_chunks(old)
+        if old is not None and "c" in old and old["c"] and not old_refs:
+            old = None   # its chunk list does not hold up: read the file again
         if old is not None and all(old.get(k) == e[k] for k in ("s", "mt", "ct", "i")):
             # rsync's quick check: same size, mtime, ctime and inode -> unchanged.
             if self.storage.cheap_copy:
-                # A hard link takes microseconds: a thread task costs more (measured: batches of
-                # links on the pool were no faster).
-                self._reuse(e, old)
-                return None, None
+                # A hard link (~40 us here) costs less than a thread task of its own, but the
+                # links of 16k unchanged files were half of an incremental backup: they go to the
+                # pool in batches, so they run while this thread scans on.
+                return self._batched(e, old, pool), None
             return pool.submit(self._reuse, e, old), None
         fd = scan.open_file(e)
         if fd is None:
             self.vanished.add(e["p"])
             return _SKIP
-        same_size = old is not None and old["s"] == e["s"]
         try:
+            if e["s"] >= chunking.CHUNKED_FROM:
+                return pool.submit(self._chunked, e, old_refs, fd), fd
+            same_size = old is not None and old["s"] == e["s"] and "o" in old
             return pool.submit(self._check, e, old if same_size else None, fd), fd
         except BaseException:
             os.close(fd)
             raise
 
+    def _batched(self, e, old, pool):
+        """A future for the reuse of `e`, shared by a batch of them submitted together."""
+        if self.batch is None:
+            self.batch = (concurrent.futures.Future(), [])
+        fut, items = self.batch
+        items.append((e, old))
+        if len(items) >= self.batch_size:
+            self._flush(pool)
+        return fut
+
+    def _flush(self, pool):
+        if self.batch is None:
+            return
+        fut, items = self.batch
+        self.batch = None
+
+        def run():
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                for e, old in items:
+                    self._reuse(e, old)
+            except BaseException as err:  # noqa: B902 - handed to whoever settles the batch
+                fut.set_exception(err)
+            else:
+                fut.set_result(None)
+        pool.submit(run)
+
     def _settle(self, e, fut, _fd):
         if fut is not None:
-            e = fut.result()
-        if e["t"] == "f":
+            e = fut.result() or e   # a batch's future has no result: its entries were updated
+        if e["t"] == "f" and "c" in e:
+            for name, _, size, sha in e["c"]:
+                if name not in self.listed:
+                    self.listed.add(name)
+                    self.sums.add("/" + chunking.chunk_path(name), size, sha)
+        elif e["t"] == "f":
             self.sums.add("/" + e["o"], e["os"], e["oh"])
         elif e["t"] == "h" and e["l"] in self.vanished:
             return
@@ -266,12 +327,29 @@ class _Pack:
             self.stats["files"] += 1   # as for tgz: every entry that is not a folder
         self.index.add(e)
 
+    def _old_chunks(self, old):
+        """{name: ref} of the chunks the previous backup holds of this file ({} when it has none
+        or its list does not hold up)."""
+        if old is None or "c" not in old:
+            return {}
+        try:
+            return {ref[0]: ref for ref in chunking.check_refs(old["c"], old.get("s"))}
+        except StorageError as err:
+            self.log(f"rsync: the previous backup's chunk list of {old['p']} is unusable ({err})")
+            return {}
+
     def _reuse(self, e, old):
+        if "c" in old:   # checked by _old_chunks in _start
+            e["c"] = [self.chunks.link(self.prev.remote, ref) for ref in old["c"]]
+            with self.lock:
+                self.stats["copiedFiles"] += 1
+            return e
         e.update(h=old["h"], os=old["os"], oh=old["oh"], o=object_name(e["p"], self.name_key))
         self.storage.copy(f"{self.prev.remote}/{old['o']}", f"{self.remote}/{e['o']}")
         with self.lock:
             self.stats["copied"] += old["os"]
             self.stats["copiedFiles"] += 1
+            self.reused.add("/" + e["o"])
         return e
 
     def _check(self, e, old, fd):
@@ -308,3 +386,26 @@ class _Pack:
             self.stats["uploaded"] += counted.size
             self.stats["uploadedFiles"] += 1
         return e
+
+    def _chunked(self, e, old_refs, fd):
+        """A large file that changed (or is new): cut into chunks, each linked from the previous
+        backup when it has it, else stored."""
+        try:
+            refs, size = [], 0
+            for data in chunking.cut(fd, e["s"]):
+                name = chunking.name_of(data, self.chunks.key)
+                ref = old_refs.get(name)
+                if ref is not None and ref[1] == len(data):
+                    refs.append(self.chunks.link(self.prev.remote, ref))
+                else:
+                    refs.append(self.chunks.put(data, name))
+                size += len(data)
+            if size != e["s"] or os.fstat(fd).st_size != e["s"]:
+                self.log(f"rsync: warning: {e['p']} changed size while it was read ({size} bytes kept)")
+                e["s"] = size
+            e["c"] = refs
+            with self.lock:
+                self.stats["uploadedFiles"] += 1
+            return e
+        finally:
+            os.close(fd)

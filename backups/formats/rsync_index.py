@@ -4,13 +4,17 @@ backup's index, the new index and the checksum list are merged like sorted files
 flat whatever the number of files.
 
 Entry fields: p path, t type (d folder, f file, l symlink, h hard link, n special file), m mode,
-u/g owner, mt mtime (ns); files: s size, ct ctime, i inode, h sha256, o object name, os/oh stored
-size and sha256; l symlink target or hard link source; special files: k file type, r device.
+u/g owner, mt mtime (ns); files: s size, ct ctime, i inode, then either h sha256, o object name,
+os/oh stored size and sha256 (a file stored as one object), or c its chunks (version 3, files of
+chunking.CHUNKED_FROM bytes or more: [name, size, stored size, stored sha256] each); l symlink
+target or hard link source; special files: k file type, r device.
+
+The first line is {"version": N}: 2 (one object per file) or 3 (large files chunked). Both are
+read; version 3 is written.
 """
 import hashlib
 import hmac
 import io
-import json
 import os
 import re
 import zlib
@@ -18,11 +22,14 @@ from collections.abc import Iterator
 
 from backup_storage import Storage, StorageError
 from backup_storage.base import Readable, Writable
+from backups.formats import jsonl
 from backups.formats.checksums import read_checksums
-from backups.formats.encryption import Decrypter, Encrypter, Keyring, WrongKey
+from backups.formats.encryption import HEADER, Decrypter, Encrypter, Keyring, WrongKey
 from backups.formats.streams import BLOCK, Counted, Gunzip, IterReader, Log, blocks, lines, local_copy
 
 INDEX = "index.jsonl.gz"
+VERSION = 3
+READABLE = (2, 3)
 _UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -56,10 +63,10 @@ class IndexWriter:
         self.sink = Encrypter(self.counted, keyring) if keyring else self.counted
         self.gz = zlib.compressobj(1, zlib.DEFLATED, 31)
         self.buf, self.buffered = [], 0
-        self.add({"version": 2})
+        self.add({"version": VERSION})
 
     def add(self, entry: dict) -> None:
-        line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+        line = jsonl.dumps(entry) + b"\n"
         self.buf.append(line)
         self.buffered += len(line)
         if self.buffered >= BLOCK:
@@ -93,12 +100,12 @@ def index_entries(f: Readable, keyring: Keyring | None, what: str) -> Iterator[d
 
     rest = lines(io.BufferedReader(IterReader(plain())))
     try:
-        first = json.loads(next(rest, b"{}"))
-        if first.get("version") != 2:
+        first = jsonl.loads(next(rest, b"{}"))
+        if not isinstance(first, dict) or first.get("version") not in READABLE:
             raise StorageError(f"{what}: not a Berth rsync index")
         for line in rest:
             if line:
-                entry = json.loads(line)
+                entry = jsonl.loads(line)
                 if not isinstance(entry, dict) or not isinstance(entry.get("p"), str):
                     raise ValueError("an entry is not an object with a path")
                 yield entry
@@ -113,6 +120,8 @@ class PreviousFiles:
         self.entries, self.cur, self.remote = None, None, None
         self.log = log
         self.tmp = None
+        self.salt = None      # the previous backup's key salt, once its index opened with the key
+        self.failed = False
         if not previous:
             return
         previous = previous.strip("/")
@@ -142,6 +151,12 @@ class PreviousFiles:
         self.entries = index_entries(self.tmp, keyring, f"backup {previous}")
         self.remote = previous
         self._advance()
+        if keyring is not None and not self.failed:
+            # The salt in the header of the index just decrypted: the key check in it passed, so
+            # the next backup may derive its keys (and chunk names) from the same salt.
+            header = os.pread(self.tmp.fileno(), HEADER.size, 0)
+            if len(header) == HEADER.size:
+                self.salt = HEADER.unpack(header)[5]
 
     def _advance(self):
         try:
@@ -153,6 +168,7 @@ class PreviousFiles:
         except StorageError as e:
             self.log(f"rsync: the previous index is unreadable ({e}); uploading the rest")
             self.cur = None
+            self.failed = True
 
     def find(self, path: str) -> dict | None:
         key = order_key(path)

@@ -6,6 +6,11 @@ component at a time with O_NOFOLLOW (dirfds.Walker), and no call follows a symli
 index whose symlink `esc -> /etc` precedes `esc/cron.d/job` is refused instead of writing outside
 the target (security review, finding 1). Hard link sources are resolved the same way. Device nodes
 are skipped and setuid/setgid bits cleared unless the restore is `privileged` (dirfds).
+
+A chunked file (index version 3) is its chunks in order: each reference is checked as hostile
+input (chunking.check_refs: a name is a hash, never a path), each chunk's stored bytes against
+the checksum list, and its plaintext against its name (BLAKE3, keyed with a key), so a
+chunk swapped for another of the same backup is refused too.
 """
 import concurrent.futures
 import hashlib
@@ -16,7 +21,7 @@ import threading
 from collections import deque
 
 from backup_storage import Storage, StorageError
-from backups.formats import dirfds
+from backups.formats import chunking, dirfds
 from backups.formats.checksums import BackupRefused, ChecksumList
 from backups.formats.encryption import Decrypter
 from backups.formats.rsync_index import index_entries
@@ -44,8 +49,15 @@ class _Restore:
         self.lock = threading.Lock()
         self.folders, self.later = [], []
         self.walker = self.sources = None
+        self.chunk_key = None
+        self.listed = {}   # chunk name -> (stored size, sha256) from the checksum list
 
     def run(self, cl):
+        if self.keyring is not None:
+            # Chunk names are HMACs with a key derived from the backup's own salt (its list's MAC
+            # was just checked, so the salt is the one the backup was made with).
+            self.keyring.salt = bytes.fromhex(cl.header["kdf"]["salt"])
+            self.chunk_key = chunking.chunk_key(self.keyring)
         digest = hashlib.sha256()
         created = None
         ok = False
@@ -128,6 +140,8 @@ class _Restore:
                     os.close(fd)
 
     def _start_file(self, e, rel, sums, pool):
+        if "c" in e:
+            return self._start_chunked(e, rel, sums, pool)
         obj = e.get("o")
         if not isinstance(obj, str) or not obj.startswith(("files/", "files-x/")):
             raise BackupRefused(f"{self.what}: the index names an object outside the backup: {obj!r}")
@@ -165,6 +179,59 @@ class _Restore:
         with self.lock:
             self.stats["bytes"] += e["s"]
             self.stats["files"] += 1
+
+    def _start_chunked(self, e, rel, sums, pool):
+        if "o" in e:
+            raise BackupRefused(f"{self.what}: the index gives {e['p']!r} both an object and chunks")
+        refs = chunking.check_refs(e["c"], e["s"])
+        for name, _, size, sha in refs:
+            path = "/" + chunking.chunk_path(name)
+            if name not in self.listed:
+                listed = next(sums, None)
+                if listed is None or listed[0] != path:
+                    raise StorageError(f"{self.what}: the checksum list does not match the index")
+                self.listed[name] = (listed[1], listed[2])
+            if self.listed[name] != (size, sha):
+                raise StorageError(f"{self.what}: the checksum list does not match the index ({path})")
+        parent, name = self.walker.parent(rel)
+        fd = os.open(name, _NEW_FILE, 0o600, dir_fd=parent)
+        try:
+            return pool.submit(self._fetch_chunks, e, refs, fd), fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _fetch_chunks(self, e, refs, fd):
+        with os.fdopen(fd, "wb") as out:
+            for name, plain_size, size_expected, sha_expected in refs:
+                out.write(self._chunk(e, name, plain_size, size_expected, sha_expected))
+            out.flush()
+            self._meta(out.fileno(), e, stat.S_IFREG)
+        with self.lock:
+            self.stats["bytes"] += e["s"]
+            self.stats["files"] += 1
+
+    def _chunk(self, e, name, plain_size, size_expected, sha_expected):
+        """The plaintext of one chunk, read whole (at most chunking.MAX bytes) and checked: stored
+        size and sha256 as listed, plaintext as named."""
+        path = f"{self.remote}/{chunking.chunk_path(name)}"
+        stored, size, parts = hashlib.sha256(), 0, []
+        dec = Decrypter(self.keyring, f"{self.what}: {e['p']}") if self.keyring else None
+        with self.storage.reader(path) as r:
+            for raw in blocks(r):
+                stored.update(raw)
+                size += len(raw)
+                if size > size_expected:
+                    break
+                parts.extend(dec.feed(raw) if dec else (raw,))
+        if size != size_expected or stored.hexdigest() != sha_expected:
+            raise StorageError(f"{path}: checksum mismatch (the stored object was modified or corrupted)")
+        if dec:
+            parts.append(dec.finish())
+        data = b"".join(parts)
+        if len(data) != plain_size or chunking.name_of(data, self.chunk_key) != name:
+            raise StorageError(f"{path}: the chunk does not hold what its name says (it was swapped?)")
+        return data
 
     def _meta(self, fd, e, kind):
         """Owner (as root), mode, mtime through a descriptor of the entry itself. chown first:

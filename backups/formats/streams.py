@@ -48,14 +48,19 @@ def lines(f: Readable) -> Iterator[bytes]:
         yield rest
 
 
-def prefetch(f: Readable, size: int = BLOCK, depth: int = 4) -> Iterator[bytes]:
-    """Blocks of `f` read ahead in a thread, so a network read overlaps the consumer's work."""
+def prefetch(f: Readable, size: int = BLOCK, depth: int = 4, digest: Any = None) -> Iterator[bytes]:
+    """Blocks of `f` read ahead in a thread, so a network read overlaps the consumer's work.
+    `digest` (a hashlib object) is updated with every block in that thread, in order, before the
+    block is handed over: hashing overlaps the consumer's decompression (both release the GIL),
+    and once the consumer has seen the end it holds the digest of everything read."""
     q = queue.Queue(depth)
     stop = threading.Event()
 
     def run():
         try:
             for chunk in blocks(f, size):
+                if digest is not None:
+                    digest.update(chunk)
                 while not stop.is_set():
                     try:
                         q.put(chunk, timeout=0.2)
@@ -216,17 +221,17 @@ class IterReader(io.RawIOBase):
     """A readable raw stream over an iterator of bytes."""
 
     def __init__(self, it: Iterator[bytes]) -> None:
-        self.it, self.rest = it, b""
+        self.it, self.rest = it, memoryview(b"")
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: bytearray | memoryview) -> int:
         while not self.rest:
-            self.rest = next(self.it, None)
-            if self.rest is None:
-                self.rest = b""
+            chunk = next(self.it, None)
+            if chunk is None:
                 return 0
+            self.rest = memoryview(chunk)     # slices of a memoryview copy nothing
         n = min(len(b), len(self.rest))
         b[:n] = self.rest[:n]
         self.rest = self.rest[n:]

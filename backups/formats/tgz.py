@@ -193,8 +193,7 @@ class _Extraction:
                 self.written += len(out)
 
         try:
-            for raw in prefetch(r):
-                sha.update(raw)
+            for raw in prefetch(r, digest=sha):   # hashed in the reading thread
                 size += len(raw)
                 for plain in (decrypter.feed(raw) if decrypter else (raw,)):
                     emit(plain)

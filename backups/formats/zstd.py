@@ -73,8 +73,7 @@ class _Extraction(tgz._Extraction):
         sha, stored = hashlib.sha256(head), [len(head)]
 
         def plaintext():
-            for raw in prefetch(r):
-                sha.update(raw)
+            for raw in prefetch(r, digest=sha):   # hashed in the reading thread
                 stored[0] += len(raw)
                 if decrypter:
                     yield from decrypter.feed(raw)

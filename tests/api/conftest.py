@@ -27,10 +27,12 @@ def parts(tmp_path_factory):
     return {"image": image, "catalog": str(catalog), "docker": client}
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def created_and_empty_answers_follow_the_rule():
     """Every answer an API test receives is checked: a 201 carries a JSON object, a 204 no body
-    (support/status_bodies.py), so every route the tests exercise is held to it."""
+    (support/status_bodies.py), so every route the tests exercise is held to it. Module scope:
+    the check ends with the API module, so tests of other tiers that run after it in the same
+    process (pytest-xdist) talk to the Docker engine's own API unchecked."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(requests.Session, "send", status_bodies.checking_send(requests.Session.send))
         yield

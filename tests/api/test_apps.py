@@ -119,7 +119,11 @@ def _error(r, status):
 
 
 def _berth_containers(apps):
-    return {c.id for c in apps.docker.containers.list(all=True, filters={"label": "berth.managed=true"})}
+    """This server's app containers (each binds its data under the server's data dir): other
+    servers of the run, in other pytest-xdist workers, make and remove theirs meanwhile."""
+    found = apps.docker.containers.list(all=True, filters={"label": "berth.managed=true"})
+    mine = os.path.join(str(apps.data_dir), "")
+    return {c.id for c in found if any(m.get("Source", "").startswith(mine) for m in c.attrs.get("Mounts") or ())}
 
 
 def test_install_refuses_bad_requests(apps):

@@ -94,7 +94,9 @@ def body_pid(api, task_id):
 def idle_stream():
     server = BerthServer().start()
     api = activate(server)
-    task_id = start_task(server, "sleeper", args={"seconds": 120})
+    # Long enough to outlast the tests run before the heartbeat test on a busy machine (the
+    # heartbeat test stops it).
+    task_id = start_task(server, "sleeper", args={"seconds": 900})
     wait_task(api, task_id, lambda t: t["percent"] == 10)
     stream = EventStream(api, f"/tasks/{task_id}/logstream", lines=-1)
     events = []
@@ -104,6 +106,7 @@ def idle_stream():
     yield {"server": server, "api": api, "task_id": task_id, "events": events, "opened": opened,
            "stream": stream, "reader": reader}
     stream.close()
+    api.post(f"/tasks/{task_id}/stop")   # when the heartbeat test did not run to its end
     server.cleanup()
 
 

@@ -24,6 +24,7 @@ import sys
 import tempfile
 
 from support import images
+from support.harness import machine_lock
 
 REPOSITORY = "berth-test/addon-app"
 PORT = 8000
@@ -96,7 +97,9 @@ CMD []
 def addon_base_image():
     """The tag of Berth's locally built PostgreSQL addon image, building it (as a server would on
     first use) when the engine does not have it."""
-    with tempfile.TemporaryDirectory(prefix="berth-addon-image-") as data_dir:
+    # One build at a time on the machine: each scratch data dir has its own build lock, so two
+    # pytest-xdist workers would otherwise both debootstrap the same image.
+    with machine_lock("berth-addon-image"), tempfile.TemporaryDirectory(prefix="berth-addon-image-") as data_dir:
         code = ("import sys\nfrom addons import images\n"
                 "print(images.build_local('postgresql', lambda line: print(line, file=sys.stderr)))\n")
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
@@ -126,12 +129,12 @@ def image(client=None):
     for path in sorted(files):
         digest.update(path.encode() + b"\0" + files[path] + b"\0")
     tag = f"{REPOSITORY}:{digest.hexdigest()[:16]}"
-    try:
-        client.images.get(tag)
-        return tag
-    except docker.errors.ImageNotFound:
-        pass
-    with tempfile.TemporaryDirectory(prefix="berth-addon-app-") as ctx:
+    with machine_lock(tag), tempfile.TemporaryDirectory(prefix="berth-addon-app-") as ctx:
+        try:
+            client.images.get(tag)
+            return tag
+        except docker.errors.ImageNotFound:
+            pass
         for path, data in files.items():
             full = os.path.join(ctx, path)
             os.makedirs(os.path.dirname(full), exist_ok=True)

@@ -3,13 +3,12 @@ image, the test catalog and Berth's nginx on private ports (AppsBerth), and help
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
 
 from support import images
-from support.harness import Api, BerthServer, proxy_env, remove_app_containers, stop_proxy
+from support.harness import Api, BerthServer, free_port, proxy_env, remove_app_containers, stop_proxy
 
 DOMAIN = "example.test"
 CATALOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalog.json")
@@ -28,9 +27,8 @@ def _docker():
 
 
 def _closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on (from this worker's slice: see harness.free_port)."""
+    return free_port()
 
 
 def unique(prefix):

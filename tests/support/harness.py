@@ -1,9 +1,11 @@
 """Real processes for the tests and benchmarks: a Berth server under gunicorn, and a throw-away
 PostgreSQL cluster. Everything listens on free ports of 127.0.0.1 and lives in temp dirs."""
 import contextlib
+import fcntl
 import glob
 import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -32,10 +34,35 @@ def require(what, found):
     pytest.skip(message)
 
 
+# Ports handed to the servers and services the tests start. bind(0)-and-release can give two
+# pytest-xdist workers (or a worker and a client's outgoing connection) the same port between the
+# release and the server's own bind, so each worker draws from its own slice below the kernel's
+# ephemeral range (32768+), in order from a random start: never the same port twice in one
+# process, never a port of another worker, rarely one of another pytest session.
+PORT_BASE, PORT_SLICE = 12000, 2500
+
+
+def _worker_index():
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) % 8 if worker[2:].isdigit() else 0
+
+
+_port_slice = range(PORT_BASE + _worker_index() * PORT_SLICE, PORT_BASE + (_worker_index() + 1) * PORT_SLICE)
+_next_port = itertools.count(random.randrange(PORT_SLICE))
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port of this worker's slice that nothing on 127.0.0.1 holds now (TCP and UDP)."""
+    for _ in range(PORT_SLICE):
+        port = _port_slice[next(_next_port) % PORT_SLICE]
+        try:
+            with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                tcp.bind(("127.0.0.1", port))
+                udp.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError(f"no free port in {_port_slice}")
 
 
 class BerthServer:
@@ -107,6 +134,20 @@ def tmpfs(options):
     finally:
         subprocess.run(["umount", "-l", where], check=False)
         os.rmdir(where)
+
+
+@contextlib.contextmanager
+def machine_lock(name):
+    """Held by one process of the machine at a time (pytest-xdist workers, concurrent sessions):
+    for work on shared engine state, e.g. building an image by tag that the others then reuse."""
+    folder = os.path.join(tempfile.gettempdir(), "berth-test-locks")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name.replace("/", "_").replace(":", "_") + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def pg_bin(name):

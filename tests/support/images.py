@@ -17,11 +17,12 @@ that goes in), so repeated sessions reuse it. What the container does, all overr
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
+
+from support.harness import free_port, machine_lock
 
 BUSYBOX = "/bin/busybox"
 REPOSITORY = "berth-test/httpd"
@@ -110,7 +111,15 @@ def httpd_image(client=None, port=PORT, write_data=False, extra_files=None, repo
     tag = f"{repository}:{digest}"
     try:
         client.images.get(tag)
+        return tag
     except docker.errors.ImageNotFound:
+        pass
+    with machine_lock(tag):   # another worker may be building the same tag: build it once
+        try:
+            client.images.get(tag)
+            return tag
+        except docker.errors.ImageNotFound:
+            pass
         with tempfile.TemporaryDirectory(prefix="berth-image-") as ctx:
             for path, data in files.items():
                 full = os.path.join(ctx, path)
@@ -167,9 +176,7 @@ class LocalRegistry:
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="berth-registry-")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.process = None
 

@@ -6,7 +6,9 @@ import containers
 from addons import image_recipe, images
 
 
-def test_unpullable_image_falls_back_to_the_local_build_and_a_second_call_is_instant(berth_env):
+def test_unpullable_image_falls_back_to_the_local_build_and_a_second_call_is_instant(berth_env, monkeypatch):
+    # Failed pulls are remembered per process: forget those of tests that ran before in this one.
+    monkeypatch.setattr(images, "_failed_pulls", set())
     first = []
     started = time.monotonic()
     image = images.ensure_image("postgresql", first.append)
