@@ -114,7 +114,7 @@ def backup_one(task: TaskContext, storage: backup_storage.Storage, cfg: dict, ro
         stage = "verify"
         started = time.monotonic()
         checked = formats.verify(cfg["format"], storage, backup.remote_path, key=key,
-                                 expect_encrypted=backup.encrypted, reused=packed.pop("reused", frozenset())) or {}
+                                 expect_encrypted=backup.encrypted, reused=packed.pop("reused", ())) or {}
         stages["verify"] = {"outcome": "ok", "size": packed.get("size", 0),
                             "seconds": round(time.monotonic() - started, 3),
                             **{k: v for k, v in checked.items() if isinstance(v, (int, float, str, bool))}}

@@ -17,7 +17,7 @@
      then GET of the health path, polled as Berth polls (apps.probe.wait_healthy), until
      it answers 2xx/3xx. Then the container is removed (not measured).
    Prints the median and best of each, the ratio Berth / direct and the overhead Berth - direct
-   (target: overhead under 1 s), and where Berth's time goes, from the install task's log.
+   (target: overhead under 0.25 s), and where Berth's time goes, from the install task's log.
 3. --sequential apps installed one after another: each install request is waited for to
    completion (its task done, the app installed) before the next is posted. Prints the total and
    the per-app median and worst.
@@ -43,7 +43,7 @@ from support import images
 from support.harness import proxy_env
 
 DOMAIN = "example.test"
-TARGET_OVERHEAD_SECS = 1.0
+TARGET_OVERHEAD_SECS = 0.25   # issue 18 (issue 7 asked for under 1 s)
 POLL_SECS = 0.01          # how often the bench asks Berth whether the app is up yet
 
 

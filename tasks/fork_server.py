@@ -38,6 +38,10 @@ from core import commands, config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT = 60.0    # seconds for the server to answer a run request (its imports come first)
+# A server with no task for this long ends: warm while tasks come, and an idle Berth does not keep
+# the ~70 MB of a second interpreter with every body module imported. The runner starts a new one
+# for the next task (that task pays the imports once, as a spawned one would).
+IDLE_EXIT_SECS = 600.0
 
 
 # ---- the runner's side ------------------------------------------------------------------------
@@ -49,11 +53,11 @@ class ForkServerGone(OSError):
 class ForkServer:
     """The runner's handle on its fork server. Used from the runner thread only."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], idle_exit: float = IDLE_EXIT_SECS) -> None:
         ours, theirs = socket.socketpair()
         try:
             self.proc = commands.spawn(
-                [sys.executable, "-m", "tasks.fork_server", str(os.getpid()), str(theirs.fileno())],
+                [sys.executable, "-m", "tasks.fork_server", str(os.getpid()), str(theirs.fileno()), str(idle_exit)],
                 cwd=ROOT, env=env, stdin=commands.DEVNULL, pass_fds=(theirs.fileno(),),
                 start_new_session=True)   # no terminal signal for the server group meant for Berth
         except BaseException:
@@ -202,8 +206,9 @@ class Server:
     for at most the one import under way), and imports the module of a task's body before forking
     its process when the preload has not got there yet."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, idle_exit: float = IDLE_EXIT_SECS) -> None:
         self.sock = sock
+        self.idle_exit = idle_exit
         self.children: dict[int, int] = {}     # pid -> task id
         self.preload = _body_modules()
         self.buffer = b""
@@ -223,10 +228,15 @@ class Server:
         selector = selectors.DefaultSelector()
         selector.register(self.sock, selectors.EVENT_READ)
         selector.register(self.wake_r, selectors.EVENT_READ)
+        busy_at = time.monotonic()
         while True:
-            events = selector.select(timeout=0 if self.preload else 1.0)
+            events = selector.select(timeout=0 if self.preload else min(1.0, self.idle_exit))
             if not events and self.preload:
                 _preload(self.preload.pop(0))
+            if events or self.children:
+                busy_at = time.monotonic()
+            elif time.monotonic() - busy_at > self.idle_exit:
+                return      # idle: the runner sees the socket close and starts a new server when needed
             for key, _ in events:
                 if key.fileobj is self.sock:
                     data = self.sock.recv(65536)
@@ -344,13 +354,14 @@ class Server:
 
 def main(argv: list[str]) -> None:
     runner_pid, fd = int(argv[1]), int(argv[2])
+    idle_exit = float(argv[3]) if len(argv) > 3 else IDLE_EXIT_SECS
     from tasks import child
     child.die_with_parent(runner_pid)
     config.use(config.load())
     from tasks import registry  # noqa: F401 - the engine and the models, for every child
     sock = socket.socket(fileno=fd)
     sock.setblocking(True)
-    Server(sock).serve()
+    Server(sock, idle_exit).serve()
 
 
 if __name__ == "__main__":

@@ -167,9 +167,12 @@ class Runner:
     def _fork(self, task):
         """The task's process from the fork server, or None when there is none to ask (it is
         started again for the next task when it ended)."""
-        if self._server is not None and self._server.closed:
-            log.warning("the task fork server ended: starting a new one")
-            self._start_fork_server()
+        if self._server is not None:
+            self._server.poll()     # an idle server ends on its own (fork_server.IDLE_EXIT_SECS)
+            if self._server.closed:
+                log.info("the task fork server has ended: starting a new one")
+                self._server.kill()     # reaps it
+                self._start_fork_server()
         if self._server is None:
             return None
         try:

@@ -32,7 +32,7 @@ import concurrent.futures
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from backup_storage import Storage, StorageError
 from backups.formats.checksums import CHECKSUMS, BackupRefused, ChecksumList, read_checksums
@@ -108,7 +108,7 @@ def unpack(fmt: str, storage: Storage, remote: str, dest_dir: str, key: str | No
 
 
 def verify(fmt: str, storage: Storage, remote: str, key: str | None = None, full: bool = True, concurrency: int = 4,
-           *, expect_encrypted: bool | None = None, reused: frozenset[str] = frozenset()) -> dict:
+           *, expect_encrypted: bool | None = None, reused: Iterable[str] = ()) -> dict:
     """Re-read every stored object of the backup and check size and sha256 against its checksum
     list (full=False: presence and size only). With a key, also checks the key opens it and the
     list's MAC. Returns {"objects", "size"}; StorageError on any mismatch or missing object.
@@ -121,6 +121,7 @@ def verify(fmt: str, storage: Storage, remote: str, key: str | None = None, full
     remote = remote.strip("/")
     if storage.provider == "noop":
         return {"objects": 0, "size": 0}   # nothing was kept, so nothing can be wrong
+    reused = frozenset(reused)
     with ChecksumList(storage, remote, fmt) as cl:
         cl.check_expected(expect_encrypted)
         if key and cl.encrypted:

@@ -225,7 +225,7 @@ class _Pack:
                 "uploadedChunks": stats["uploadedChunks"], "copiedChunks": stats["copiedChunks"],
                 # Objects linked or copied from the previous backup, not written by this one: the
                 # verify stage checks their presence and size, not their bytes again.
-                "reused": frozenset(self.reused | self.chunks.reused)}
+                "reused": sorted(self.reused | self.chunks.reused)}
 
     def _walk(self, pool):
         # Entries are written to the index and checksum list in scan order, each once its object

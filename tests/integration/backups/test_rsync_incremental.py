@@ -301,7 +301,7 @@ def test_rsync_verify_reads_back_what_the_backup_wrote_and_checks_what_it_linked
     with open(os.path.join(src, "app", "f07.dat"), "wb") as f:
         f.write(b"changed" * 100)
     second = bf.pack("rsync", src, storage, "two", previous="one", log=QUIET)
-    reused = second["reused"]
+    reused = frozenset(second["reused"])
     index = bf.read_checksums(storage, "two")["index"][0]
     with bf.ChecksumList(storage, "two", "rsync") as cl:
         listed = {entry[0] for entry in cl.entries()}
