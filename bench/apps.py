@@ -151,9 +151,8 @@ class Bench:
             restart_policy={"Name": "unless-stopped"},
             log_config=docker.types.LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
             labels={"berth.bench": "true"})
-        container.reload()
-        port = int(container.attrs["NetworkSettings"]["Ports"][f"{images.PORT}/tcp"][0]["HostPort"])
-        common.wait_answering(port, images.HEALTH_PATH, "the directly run container")
+        common.wait_answering(common.published_port(container, images.PORT), images.HEALTH_PATH,
+                              "the directly run container")
         elapsed = time.perf_counter() - start
         container.remove(force=True)
         self.direct.remove(name)

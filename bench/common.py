@@ -120,6 +120,12 @@ def stop_berth(server: BerthServer | None, tmp: str, app_ids) -> None:
         remove_app_containers(app_ids)
 
 
+def published_port(container, port: int) -> int:
+    """The 127.0.0.1 port the engine published a container's `port` on (run with ports={..: None})."""
+    container.reload()
+    return int(container.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"][0]["HostPort"])
+
+
 def wait_answering(port: int, path: str, what: str, timeout: float = 60) -> None:
     """GET http://127.0.0.1:<port><path> until it answers 2xx/3xx: a container run by hand, polled
     as Berth's own health wait polls an app (apps.probe.wait_healthy: 5 ms at first, the pause

@@ -202,9 +202,8 @@ class Bench:
         container = self.docker.containers.run(tag, name=name, detach=True,
                                                ports={f"{images.PORT}/tcp": ("127.0.0.1", None)},
                                                labels={"berth.bench": "true"})
-        container.reload()
-        port = int(container.attrs["NetworkSettings"]["Ports"][f"{images.PORT}/tcp"][0]["HostPort"])
-        common.wait_answering(port, images.HEALTH_PATH, "the container run by hand")
+        common.wait_answering(common.published_port(container, images.PORT), images.HEALTH_PATH,
+                              "the container run by hand")
         elapsed = time.perf_counter() - start
         container.remove(force=True)
         self.direct.remove(name)

@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from typing import BinaryIO
 
 from log_streams.lines import LogLine, parse_lines, parse_timestamp
 from log_streams.shared_follower import SharedFollower, Subscription
@@ -39,29 +40,40 @@ def read_tail(path: str, source: str, lines: int | None = 10, after: int | None 
         want_all = after is None and (lines is None or lines < 0)
         if after is None and not want_all and lines == 0:
             return []
-        pos, chunks, newlines = end, [], 0
-        while pos > 0 and end - pos < TAIL_CAP:
-            step = min(65536, pos)
-            pos -= step
-            f.seek(pos)
-            chunk = f.read(step)
-            chunks.append(chunk)
-            newlines += chunk.count(b"\n")
+
+        def enough(chunks, newlines):
             if want_all:
-                continue
-            if after is None and newlines > lines:
-                break
-            if after is not None and _starts_at_or_before(b"".join(reversed(chunks[-2:])), after):
-                break
-        data = b"".join(reversed(chunks))
-    if pos > 0:  # the window starts inside a line: drop that fragment
-        data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
+                return False
+            if after is None:
+                return newlines > lines
+            return _starts_at_or_before(b"".join(reversed(chunks[-2:])), after)
+        data = tail_bytes(f, end, enough)
     if not partial and not data.endswith(b"\n"):
         data = data[:data.rfind(b"\n") + 1]
     parsed, _ = parse_lines(data.decode("utf-8", "replace").split("\n"), 0, source)
     if after is not None:
         return [line for line in parsed if line.id > after]
     return parsed if want_all else parsed[-lines:] if lines else []
+
+
+def tail_bytes(f: BinaryIO, end: int, enough: Callable[[list[bytes], int], bool]) -> bytes:
+    """Whole lines of the binary file `f` before byte `end`, read backwards in 64 KiB steps until
+    enough(chunks read so far, newlines in them) says so, or TAIL_CAP bytes were read (the one
+    backwards reader of log files: task logs here, platform logs in system_monitor)."""
+    pos, chunks, newlines = end, [], 0
+    while pos > 0 and end - pos < TAIL_CAP:
+        step = min(65536, pos)
+        pos -= step
+        f.seek(pos)
+        chunk = f.read(step)
+        chunks.append(chunk)
+        newlines += chunk.count(b"\n")
+        if enough(chunks, newlines):
+            break
+    data = b"".join(reversed(chunks))
+    if pos > 0:  # the window starts inside a line: drop that fragment
+        data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
+    return data
 
 
 def _starts_at_or_before(data, after):

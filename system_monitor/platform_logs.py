@@ -27,14 +27,13 @@ import log_streams
 import reverse_proxy
 from core import data_paths
 from core.errors import NotFound
-from log_streams import LogLine
+from log_streams import LogLine, file_follower
 
 log = logging.getLogger("berth.system")
 
 Converter = Callable[[str], int | None]  # raw line -> microseconds since the epoch, or None
 
 POLL_SECS = 0.25
-TAIL_CAP = 8 * 1024 * 1024   # most bytes read from the end of a file for a download or a replay
 READ_CAP = 1024 * 1024       # most bytes read from a followed file per poll
 
 
@@ -124,7 +123,7 @@ def size_of(path: str) -> int:
 
 
 def tail_raw(path: str, lines: int, end: int | None = None) -> list[str]:
-    """The last `lines` whole lines (-1: as many as TAIL_CAP bytes hold) ending at byte `end`."""
+    """The last `lines` whole lines (-1: as many as file_follower.TAIL_CAP bytes hold) ending at byte `end`."""
     fd = open_log(path)
     if fd is None or lines == 0:
         if fd is not None:
@@ -133,17 +132,7 @@ def tail_raw(path: str, lines: int, end: int | None = None) -> list[str]:
     with os.fdopen(fd, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         end = size if end is None else min(end, size)
-        pos, chunks, newlines = end, [], 0
-        while pos > 0 and end - pos < TAIL_CAP and (lines < 0 or newlines <= lines):
-            step = min(65536, pos)
-            pos -= step
-            f.seek(pos)
-            chunk = f.read(step)
-            chunks.append(chunk)
-            newlines += chunk.count(b"\n")
-    data = b"".join(reversed(chunks))
-    if pos > 0:  # the window starts inside a line: drop that fragment
-        data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
+        data = file_follower.tail_bytes(f, end, lambda chunks, newlines: 0 <= lines < newlines)
     raws = [raw for raw in data.decode("utf-8", "replace").split("\n") if raw.strip()]
     return raws if lines < 0 else raws[-lines:]
 

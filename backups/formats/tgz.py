@@ -182,17 +182,33 @@ class _Extraction:
                 raise StorageError(f"tar failed extracting into {self.dest_dir}: {stderr_text(err) or f'exit {rc}'}")
         return size
 
+    @contextlib.contextmanager
+    def _feeding(self, proc, err, corrupted: type[Exception]):
+        """A Feeder of tar's stdin for the body of the `with`; closed at its end. The
+        decompressor's `corrupted` errors and tar stopping to read become StorageError."""
+        feeder = Feeder(proc.stdin)
+        try:
+            yield feeder
+            feeder.close()
+        except corrupted as e:
+            raise StorageError(f"backup {self.remote}: the archive is corrupted ({e})") from e
+        except BrokenPipeError:
+            proc.wait()
+            raise StorageError(f"tar failed extracting into {self.dest_dir}: "
+                               f"{stderr_text(err) or 'it stopped reading'}") from None
+        finally:
+            feeder.stop()
+
     def _feed(self, proc, err, r, head, decrypter):
         sha, size = hashlib.sha256(head), len(head)
         gunzip = Gunzip()
-        feeder = Feeder(proc.stdin)
 
-        def emit(plain):
-            for out in gunzip.feed(plain):
-                feeder.write(out)
-                self.written += len(out)
+        with self._feeding(proc, err, zlib.error) as feeder:
+            def emit(plain):
+                for out in gunzip.feed(plain):
+                    feeder.write(out)
+                    self.written += len(out)
 
-        try:
             for raw in prefetch(r, digest=sha):   # hashed in the reading thread
                 size += len(raw)
                 for plain in (decrypter.feed(raw) if decrypter else (raw,)):
@@ -202,14 +218,5 @@ class _Extraction:
                 emit(decrypter.finish())
             for out in gunzip.finish():
                 feeder.write(out)
-            feeder.close()
-        except zlib.error as e:
-            raise StorageError(f"backup {self.remote}: the archive is corrupted ({e})") from e
-        except BrokenPipeError:
-            proc.wait()
-            raise StorageError(f"tar failed extracting into {self.dest_dir}: "
-                               f"{stderr_text(err) or 'it stopped reading'}") from None
-        finally:
-            feeder.stop()
         return sha, size
 

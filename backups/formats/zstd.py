@@ -20,10 +20,10 @@ import os
 
 import zstandard
 
-from backup_storage import Storage, StorageError
+from backup_storage import Storage
 from backups.formats import tgz
 from backups.formats.encryption import Encrypter, Keyring
-from backups.formats.streams import BLOCK, Feeder, IterReader, Log, Progress, mb, prefetch, read_exact, stderr_text
+from backups.formats.streams import BLOCK, IterReader, Log, Progress, mb, prefetch, read_exact
 
 LEVEL = 1
 
@@ -84,8 +84,7 @@ class _Extraction(tgz._Extraction):
                 yield decrypter.finish()
 
         source = plaintext()
-        feeder = Feeder(proc.stdin)
-        try:
+        with self._feeding(proc, err, zstandard.ZstdError) as feeder:
             reader = zstandard.ZstdDecompressor().stream_reader(IterReader(source), read_size=BLOCK,
                                                                 read_across_frames=True)
             with contextlib.closing(reader):
@@ -98,13 +97,4 @@ class _Extraction(tgz._Extraction):
             # Whatever follows the last frame is still read, so the checksum covers the whole object.
             for _ in source:
                 pass
-            feeder.close()
-        except zstandard.ZstdError as e:
-            raise StorageError(f"backup {self.remote}: the archive is corrupted ({e})") from e
-        except BrokenPipeError:
-            proc.wait()
-            raise StorageError(f"tar failed extracting into {self.dest_dir}: "
-                               f"{stderr_text(err) or 'it stopped reading'}") from None
-        finally:
-            feeder.stop()
         return sha, stored[0]

@@ -20,7 +20,7 @@ import tempfile
 import time
 
 from support import images
-from support.harness import free_port
+from support.harness import end_process, free_port
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "Berth Test", "GIT_AUTHOR_EMAIL": "test@example.test",
            "GIT_COMMITTER_NAME": "Berth Test", "GIT_COMMITTER_EMAIL": "test@example.test",
@@ -125,17 +125,17 @@ class GitServer:
         self._git("push", "-q", "origin", f"{branch}:{branch}", cwd=tree)
         return self._git("rev-parse", "HEAD", cwd=tree)
 
+    def tag(self, name, tag):
+        """Tag the work tree's HEAD as `tag` and push the tag through the daemon."""
+        tree = os.path.join(self.trees, name)
+        self._git("tag", tag, cwd=tree)
+        self._git("push", "-q", "origin", f"refs/tags/{tag}", cwd=tree)
+
     def head(self, name, branch="main"):
         return self._git("--git-dir", os.path.join(self.repos, name + ".git"), "rev-parse", branch)
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         if getattr(self, "log", None):
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)

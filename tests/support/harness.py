@@ -51,6 +51,19 @@ _port_slice = range(PORT_BASE + _worker_index() * PORT_SLICE, PORT_BASE + (_work
 _next_port = itertools.count(random.randrange(PORT_SLICE))
 
 
+def end_process(proc, timeout: float = 10) -> None:
+    """End a helper server a test started (git daemon, registry, moto, pebble): SIGTERM, then
+    SIGKILL if it is still there after `timeout` seconds. Nothing to do if it already ended."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port():
     """A port of this worker's slice that nothing on 127.0.0.1 holds now (TCP and UDP)."""
     for _ in range(PORT_SLICE):

@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.request
 
-from support.harness import free_port, machine_lock
+from support.harness import end_process, free_port, machine_lock
 
 BUSYBOX = "/bin/busybox"
 REPOSITORY = "berth-test/httpd"
@@ -221,13 +221,7 @@ class LocalRegistry:
         return ref
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         if getattr(self, "log", None):
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -18,7 +18,7 @@ import time
 import requests
 import urllib3
 
-from support.harness import free_port
+from support.harness import end_process, free_port
 
 REGION = "us-east-1"
 
@@ -103,13 +103,7 @@ class S3Server:
             return ""
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc, 5)
         self.log.close()
         try:
             os.unlink(self.log.name)

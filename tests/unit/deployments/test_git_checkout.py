@@ -1,59 +1,26 @@
 """deployments.checkout.clone against a real `git daemon` on a free 127.0.0.1 port (git://): a
 branch, a tag and a commit are checked out without their .git, and the commit id is reported."""
 import os
-import shutil
-import socket
-import subprocess
-import time
 
 import pytest
 
 from core.errors import BadRequest
-
-GIT = shutil.which("git")
-pytestmark = pytest.mark.skipif(GIT is None, reason="git is not installed")
-
-
-def _git(cwd, *args):
-    env = {"PATH": os.environ["PATH"], "HOME": str(cwd), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    return subprocess.run([GIT, *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+from support import git_server
+from support.harness import require
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("git")
-    work = root / "work"
-    work.mkdir()
-    _git(work, "init", "-q", "-b", "main")
-    (work / "Dockerfile").write_text("FROM scratch\n")
-    (work / "version").write_text("1")
-    _git(work, "add", ".")
-    _git(work, "commit", "-q", "-m", "one")
-    first = _git(work, "rev-parse", "HEAD")
-    _git(work, "tag", "v1")
-    (work / "version").write_text("2")
-    _git(work, "commit", "-q", "-am", "two")
-    second = _git(work, "rev-parse", "HEAD")
-    _git(root, "clone", "-q", "--bare", str(work), str(root / "repo.git"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    daemon = subprocess.Popen([GIT, "daemon", "--reuseaddr", "--export-all", f"--base-path={root}",
-                               "--listen=127.0.0.1", f"--port={port}", str(root)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+def served():
+    require("git with git daemon", git_server.available())
+    server = git_server.GitServer().start()
     try:
-        yield {"url": f"git://127.0.0.1:{port}/repo.git", "first": first, "second": second}
+        server.create("repo")
+        first = server.commit("repo", {"Dockerfile": b"FROM scratch\n", "version": b"1"}, "one")
+        server.tag("repo", "v1")
+        second = server.commit("repo", {"version": b"2"}, "two")
+        yield {"url": server.url("repo"), "first": first, "second": second}
     finally:
-        daemon.terminate()
-        daemon.wait(10)
+        server.stop()
 
 
 def _clone(tmp_path, source):
