@@ -79,7 +79,7 @@ def imap_login(live, login, password=PASSWORD):
     return mail_client.imap_login("127.0.0.1", live["ports"]["imap"], login, password)
 
 
-def wait_in_inbox(live, login, subject, timeout=30):
+def wait_in_inbox(live, login, subject, timeout=90):
     return mail_client.wait_in_inbox("127.0.0.1", live["ports"]["imap"], login, PASSWORD, subject, timeout)
 
 

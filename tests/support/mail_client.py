@@ -37,8 +37,10 @@ def imap_login(host, port, login, password) -> imaplib.IMAP4:
     return imap
 
 
-def wait_in_inbox(host, port, login, password, subject, timeout=30) -> bool:
-    """True once a message with `subject` is in the INBOX of `login`; fails the test after `timeout` s."""
+def wait_in_inbox(host, port, login, password, subject, timeout=90) -> bool:
+    """True once a message with `subject` is in the INBOX of `login`; fails the test after `timeout` s.
+    90 s: the first message through a freshly started rspamd took over 30 s once, with the suite's
+    two workers busy on 2 cores (a wait for a real daemon, not a speed check)."""
     deadline = time.monotonic() + timeout
     while True:
         imap = imap_login(host, port, login, password)
