@@ -14,6 +14,7 @@ import socket
 import docker.errors
 import docker.types
 
+from containers import deploy_switch
 from containers import ports as host_ports
 from containers.engine import (
     LABEL_APP_ID,
@@ -182,8 +183,11 @@ def create_and_start(app_id: str, image: str, *, env: dict | None = None, memory
 # --- lifecycle -------------------------------------------------------------------------------
 
 def remove(app_id: str) -> None:
-    """Remove the app's container (running or not). A missing container is fine."""
-    remove_container(container_name(app_id))
+    """Remove the app's container (running or not), and the second container a deploy interrupted
+    by a crash may have left beside it (containers.deploy_switch). A missing container is fine.
+    Callers hold the app's task, so no deploy is running."""
+    for name in (container_name(app_id), deploy_switch.next_name(app_id), deploy_switch.old_name(app_id)):
+        remove_container(name)
 
 
 def stop(app_id: str, timeout: float = STOP_TIMEOUT) -> None:

@@ -38,15 +38,17 @@ class WsgiBridge:
 
     def __init__(self, wsgi_app, workers: int, inline_operations=INLINE_OPERATIONS):
         self.pool = WSGIMiddleware(wsgi_app, workers=workers)
+        self.app = wsgi_app
         self.inline = frozenset(inline_operations)
 
     @property
     def app(self):  # FlaskApp.add_wsgi_middleware wraps the WSGI app through this attribute
-        return self.pool.app
+        return self._wsgi_app
 
     @app.setter
     def app(self, wsgi_app):
-        self.pool.app = wsgi_app
+        self._wsgi_app = wsgi_app
+        self.pool.app = _terminated_input(wsgi_app)
 
     async def __call__(self, scope, receive, send):
         if (scope["type"] != "http" or scope["method"] not in _INLINE_METHODS
@@ -62,6 +64,17 @@ class WsgiBridge:
         status, headers, chunks = contextvars.copy_context().run(_call, self.pool.app, environ)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"".join(chunks)})
+
+
+def _terminated_input(wsgi_app):
+    """The body stream Flask gets here ends where the request body ends, also for a chunked body
+    (no Content-Length; the ASGI server has taken the chunks apart). Werkzeug reads a body
+    without Content-Length as empty unless the server says so: multipart uploads sent chunked
+    arrived without their file. Body size is still capped (web.request_limits counts chunks)."""
+    def with_terminated_input(environ, start_response):
+        environ["wsgi.input_terminated"] = True
+        return wsgi_app(environ, start_response)
+    return with_terminated_input
 
 
 def _operation_id(scope):

@@ -129,6 +129,17 @@ def test_chunked_json_body_is_read_like_any_other(server):
     assert status == 401, answer  # the credentials were read (no "username: is required")
 
 
+def test_chunked_multipart_upload_reaches_the_handler_with_its_file(owner, server):
+    boundary = b"berthboundary"
+    form = (b"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\nhello\r\n--%s--\r\n" % (boundary, boundary))
+    head = (b"POST /api/v1/apps/no-such-app/upload?file=/tmp/a.txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer %s\r\nContent-Type: multipart/form-data; boundary=%s\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" % (owner.token.encode(), boundary))
+    status, _, answer, _ = raw_request(server.port, head, b"%x\r\n%s\r\n0\r\n\r\n" % (len(form), form))
+    assert status == 404, answer  # the file part was read (not "file: must be provided as multipart")
+
+
 def test_huge_value_is_quoted_back_only_as_a_short_prefix(server):
     r = Api(server.api).post("/cloudron/login", data=login_body(1 * MIB),
                              headers={"Content-Type": "application/json"})

@@ -279,6 +279,17 @@ def test_remove_leaves_nothing_and_is_idempotent(app, engine):
         containers.restart(app.id)
 
 
+def test_remove_takes_the_leftovers_of_an_interrupted_deploy(app, engine):
+    from containers import deploy_switch
+    app.start()
+    beside = app.start(name=deploy_switch.next_name(app.id))
+    assert beside["name"] == deploy_switch.next_name(app.id)
+    deploy_switch.promote(app.id)          # the app's name now runs the new one, -old the first
+    assert deploy_switch.exists(deploy_switch.old_name(app.id))
+    containers.remove(app.id)
+    assert not engine.containers.list(all=True, filters={"label": f"berth.app-id={app.id}"})
+
+
 def test_chosen_ports_and_extra_tcp_udp_ports(app):
     fixed = containers.free_port()
     result = app.start(host_port=fixed, tcp_ports={9000: None}, udp_ports={9001: None})
