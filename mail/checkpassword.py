@@ -17,6 +17,8 @@ Who may log in, with their Berth password or one of their app passwords for `mai
 - login `<app address>` (the sendmail/recvmail addons, mail/app_mail.py): the app, with the password
   of the addon that serves the service Dovecot names in SERVICE (smtp: sendmail, imap: recvmail,
   the latter only while the domain has mail enabled).
+Users imported from an external LDAP directory (accounts.external_ldap) log in with their
+directory password: the program binds to the directory as for a login to Berth.
 The user must exist and be active: deactivating or deleting a user refuses their next login at
 once, since nothing is cached. Passwords are never written anywhere: the program compares them
 with the argon2 hashes (and app passwords with their SHA-256 hashes) in Berth's database.
@@ -25,7 +27,7 @@ import json
 import os
 import sys
 
-from accounts import passwords
+from accounts import external_ldap, passwords
 from accounts.tokens import hash_secret
 from models import AppPassword, GroupMember, User
 from models.mail import APP, MAILBOX, AppMailbox, MailAddress, MailDomain
@@ -39,7 +41,8 @@ SERVICE_ADDONS = {"smtp": ("sendmail",), "imap": ("recvmail",)}
 def _password_ok(user: User, password: str) -> bool:
     if not user.active:
         return False
-    if passwords.verify_password(user.password_hash, password):
+    # a directory user's password is the directory's: a bind, as for a login to Berth itself
+    if external_ldap.check_password(user, user.password_hash or passwords.DUMMY_HASH, password):
         return True
     return AppPassword.select().where((AppPassword.user == user.id)
                                       & (AppPassword.identifier == APP_PASSWORD_IDENTIFIER)

@@ -131,3 +131,33 @@ def test_program_is_importable_from_anywhere():
     # (Which checkout it resolves to is the installation's business: a copy of the tree run with
     # another checkout's virtualenv finds that one's.)
     assert r.returncode == 0 and r.stdout.strip().endswith("/mail/checkpassword.py"), r.stderr
+
+
+def test_directory_user_logs_in_to_mail_with_the_directory_password(db):
+    """An external LDAP user has no password hash here: the program binds to a real slapd."""
+    from support import slapd
+    from support.harness import require
+    require("slapd (Debian packages slapd, ldap-utils)", slapd.available())
+    import eventlog
+    from accounts import external_ldap
+    from models import Domain, User
+    from models.mail import MAILBOX, MailAddress, MailDomain
+    directory = slapd.Slapd(users=[{"uid": "dora", "password": "Dora-ldap-pw-1", "mail": "dora@dir.test"}],
+                            groups={}).start()
+    try:
+        external_ldap.set_config(eventlog.Actor(), {
+            "provider": "other", "url": directory.url, "baseDn": f"ou=people,{directory.base}",
+            "filter": "(objectClass=inetOrgPerson)", "usernameField": "uid", "bindDn": directory.reader_dn,
+            "bindPassword": directory.reader_password})
+        dora = User.create(id="uid-dora", username="dora", email="dora@dir.test", source=external_ldap.SOURCE,
+                           password_hash=None)
+        Domain.create(domain="mail.test", zone_name="mail.test", provider="noop", fallback_cert="-", fallback_key="-")
+        MailDomain.create(domain="mail.test", enabled=True)
+        MailAddress.create(name="dora", domain="mail.test", type=MAILBOX, owner_id=dora.id, owner_type="user")
+        assert run(db, "dora@mail.test", "Dora-ldap-pw-1") == (0, "dora@mail.test")
+        assert run(db, "dora", "Dora-ldap-pw-1") == (0, "dora@mail.test")
+        assert run(db, "dora@mail.test", "wrong-password")[0] == 1
+        directory.stop()                      # unreachable directory: refused, never let in
+        assert run(db, "dora@mail.test", "Dora-ldap-pw-1")[0] == 1
+    finally:
+        directory.stop()
