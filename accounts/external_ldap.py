@@ -13,16 +13,17 @@
 - Directory users have no local password: login binds to the directory as them (check_password),
   so a password changed or an account locked there counts at once. An empty password is refused
   before any bind, since LDAP treats a DN with no password as an anonymous bind that "succeeds".
+- ldap3 (~6 MB, 170 modules) is imported by the functions that talk to the directory or parse
+  its names, not at the top: every server worker imports this module for logins and settings,
+  and a Berth without a directory should not carry the library (issue 18, idle memory).
 """
+from __future__ import annotations
+
 import contextlib
 import ssl
 import uuid
 from collections.abc import Iterator
-
-import ldap3
-from ldap3.core import exceptions as ldap_errors
-from ldap3.utils.conv import escape_filter_chars
-from ldap3.utils.dn import parse_dn
+from typing import TYPE_CHECKING
 
 import eventlog
 import tasks
@@ -34,6 +35,9 @@ from core.errors import ApiError, BadRequest, Conflict, DependencyFailed
 from core.masking import MASK
 from models import Group, GroupMember, Setting, User
 from tasks.context import TaskContext
+
+if TYPE_CHECKING:
+    import ldap3
 
 SETTING = "external_ldap_config"
 SOURCE = "ldap"
@@ -125,6 +129,8 @@ def set_config(actor: eventlog.Actor, body: dict) -> None:
 def _connection(cfg: dict, dn: str, password: str) -> Iterator[ldap3.Connection]:
     """A bound connection (anonymous when dn is empty), unbound after; 400 when the bind is
     refused, 424 when the server cannot be reached. ldaps:// checks the certificate (system CAs)."""
+    import ldap3
+    from ldap3.core import exceptions as ldap_errors
     tls = ldap3.Tls(validate=ssl.CERT_REQUIRED)
     try:
         server = ldap3.Server(cfg["url"], connect_timeout=CONNECT_TIMEOUT, get_info=ldap3.NONE, tls=tls)
@@ -154,6 +160,8 @@ def _search(conn: ldap3.Connection, base: str, query: str, attributes: list, fie
             size_limit: int = 0) -> list:
     """The entries (dicts dn, attributes) under `base` matching `query`; 400 naming `field` when
     the directory refuses the search (no such base, bad filter)."""
+    import ldap3
+    from ldap3.core import exceptions as ldap_errors
     try:
         found = conn.extend.standard.paged_search(base, query, search_scope=ldap3.SUBTREE,
                                                   attributes=list(attributes), paged_size=500,
@@ -180,6 +188,8 @@ def _first(entry: dict, name: str) -> str:
 def normalise_dn(dn: str) -> str:
     """A DN compared as the directory does: attribute names and values case-folded, no spaces
     around separators (group `member` values and search results may spell one DN differently)."""
+    from ldap3.core import exceptions as ldap_errors
+    from ldap3.utils.dn import parse_dn
     try:
         parts = parse_dn(dn, strip=True)
         return ",".join(f"{attr.strip().lower()}={value.strip().lower()}" for attr, value, _ in parts)
@@ -188,6 +198,7 @@ def normalise_dn(dn: str) -> str:
 
 
 def _user_filter(cfg: dict, username: str) -> str:
+    from ldap3.utils.conv import escape_filter_chars
     return f"(&{cfg['filter']}({cfg['usernameField']}={escape_filter_chars(username)}))"
 
 

@@ -17,12 +17,13 @@ authenticator apps expect).
 - A missing or wrong code at login counts in accounts.login_throttle like a wrong password
   (accounts.sessions.login), so codes cannot be guessed faster than passwords.
 The secret and codes are never logged nor put in the event log.
+segno (QR codes) is imported by create_secret, the one rare route that draws one: every server
+worker imports this module for logins (issue 18, idle memory).
 """
 import hmac
 import time
 
 import pyotp
-import segno
 
 import eventlog
 from accounts import login_throttle, passwords, roles
@@ -96,6 +97,7 @@ def create_secret(actor: eventlog.Actor, issuer: str) -> dict:
     User.update(totp_secret=seal(secret, user.id), totp_last_step=None).where(User.id == user.id).execute()
     url = pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECS).provisioning_uri(
         name=user.username or user.email, issuer_name=issuer)
+    import segno  # see the module docstring
     qrcode = segno.make(url, error="m").png_data_uri(scale=5, border=2)
     eventlog.record("user.twofactor.secret", actor, userId=user.id)
     return {"secret": secret, "otpauthUrl": url, "qrcode": qrcode}

@@ -92,6 +92,18 @@ class Storage(abc.ABC):
         """Copy the object at `src` to `dst` inside the storage (hard link or server-side copy
         where possible), replacing any object at `dst`."""
 
+    def create(self, path: str, data: bytes) -> bool:
+        """Store `data` at `path` unless an object is there already (which is left as it is):
+        True when written. Content-addressed stores use it, so an object another backup has
+        recorded (with its stored sha256) is never replaced. Like writer(durable=False), made
+        durable by sync(). Providers whose writes cannot be conditional check first; backups and
+        cleanup never run at once (the task engine's `backup` lock), so nothing races that check."""
+        if self.exists(path):
+            return False
+        with self.writer(path, durable=False) as out:
+            out.write(data)
+        return True
+
     def local_path(self, path: str) -> str | None:
         """The host path of the object when the storage is a local folder, else None."""
         return None

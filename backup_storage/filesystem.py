@@ -298,6 +298,48 @@ class FilesystemStorage(Storage):
                     break
                 fout.write(chunk)
 
+    def create(self, path: str, data: bytes) -> bool:
+        full = self._full(path)
+        folder = os.path.dirname(full)
+        self._check_disk()
+        self._makedirs(folder)
+        tmp = os.path.join(folder, TMP_PREFIX + secrets.token_hex(8))
+        try:
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:   # the folder was pruned behind our back
+                self._made.discard(folder)
+                self._makedirs(folder)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            # A complete object appears at once, never over one: renameat2(RENAME_NOREPLACE), or
+            # link() (which fails when the name exists) where that is not supported.
+            done = _rename_noreplace(tmp, full)
+            if done is not None:
+                return done
+            try:
+                os.link(tmp, full)
+                return True
+            except FileExistsError:
+                return False
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise
+                if os.path.lexists(full):   # no hard links here: check, then rename
+                    return False
+                os.rename(tmp, full)
+                return True
+        except OSError as e:
+            raise _oserror("write", full, e) from e
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
     def local_path(self, path: str) -> str | None:
         return self._full(path)
 
@@ -327,9 +369,29 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
+def _rename_noreplace(src, dst):
+    """True: renamed; False: `dst` exists (nothing renamed); None: not supported here."""
+    if _libc_renameat2 is None:
+        return None
+    if _libc_renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err == errno.EEXIST:
+        return False
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return None
+    raise OSError(err, os.strerror(err), dst)
+
+
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
     _libc_syncfs = _libc.syncfs
     _libc_syncfs.argtypes = [ctypes.c_int]
 except (OSError, AttributeError):
     _libc_syncfs = None
+try:
+    _libc_renameat2 = _libc.renameat2
+    _libc_renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+except (NameError, AttributeError):
+    _libc_renameat2 = None

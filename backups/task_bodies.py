@@ -123,7 +123,23 @@ def cleanup_backups(task: TaskContext) -> dict:
                 storage.remove_prefix(tag + "/")
             except Exception as e:  # noqa: BLE001
                 task.log(f"could not remove leftovers under {tag}/: {stages.reason(e)}")
-    return {"removed": removed, "kept": [b.id for b in keep], "failed": failed, "removedBytes": removed_bytes}
+    outcome = {"removed": removed, "kept": [b.id for b in keep], "failed": failed, "removedBytes": removed_bytes}
+    if any(b.format == "rsync" for b in remove if b.id in removed):
+        outcome["sweep"] = _sweep(task, storage, keep)
+    return outcome
+
+
+def _sweep(task, storage, keep):
+    """Objects of the rsync store that no backup references any more go (formats.sweep). This
+    task holds the `backup` lock, so no backup of this server is being written; the kept rows are
+    marked too, and a `creating` row (a backup running after all) makes the sweep wait."""
+    running = [b.remote_path for b in Backup.select().where(Backup.state == "creating")]
+    try:
+        return formats.sweep(storage, task.log, keep=[b.remote_path for b in keep if b.format == "rsync"],
+                             running=running)
+    except Exception as e:  # noqa: BLE001 - the removals stand; unreferenced objects wait for the next one
+        task.log(f"could not remove unreferenced backup objects: {stages.reason(e)}")
+        return {"outcome": "failed", "error": stages.reason(e)}
 
 
 def cleanup(task: TaskContext, **_: object) -> dict:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """API speed and idle footprint of Berth, beside a bare Flask app, measured in one run.
 
-    .venv/bin/python bench/api.py [--idle 60] [--duration 10] [--connections 16] [--json out.json]
+    .venv/bin/python bench/api.py [--idle 60] [--duration 10] [--rounds 3] [--connections 16]
+                                  [--only-workers] [--json out.json]
 
 1. Starts a real Berth (tests/harness.py: gunicorn + uvicorn worker, one worker, SQLite in a
    temp dir), activates it through the API and seeds 10,000 users (with group memberships)
@@ -15,10 +16,16 @@
 4. Loads each server in turn with the same client (wrk if installed, else a Python keep-alive
    client): 2 s warm-up, then the measured runs, interleaved; prints requests/s, p50 and p99
    latency, the ratio Berth / each bare variant (targets: >= 0.8 of the same-stack one, >= 0.35
-   of the sync-worker one; issue 18) and two workers / one (target >= 1.7 on 2 cores).
+   of the sync-worker one; issue 18) and two workers / one (target >= 1.7 on 2 cores), also
+   round by round, with how the client's connections were split between the two workers in
+   each round. --only-workers measures just the one- and two-worker Berth.
 5. Leaves Berth idle (--idle seconds, default 60) and reports the resident memory and CPU of
    all its processes (every process in its process group and below its master: gunicorn master,
-   worker, and the worker's task fork server): targets < 150 MB and < 1% of one core.
+   worker, and the worker's task fork server when one runs): targets < 150 MB and < 1% of one
+   core; then each process's RSS, PSS and USS. The runner starts its task fork server when a task
+   first needs it, so after the idle figure four tasks are run (POST /cloudron/sync_dns: the first
+   starts the server, the others are forked warm) and the footprint is shown again as it stays
+   for the 10 minutes the server waits for more tasks.
 
 Exit status is 0 whatever the figures (a benchmark reports, it does not fail CI); 2 means the
 benchmark itself could not run (a server did not start, or the answers were not identical).
@@ -126,8 +133,11 @@ class BareServer:
                 "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "10", "--no-control-socket",
                 "--access-logfile", "-", "--chdir", BENCH, target]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, env=dict(os.environ, BARE_DATABASE=self.database_path),
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            # PYTHONPATH: Berth's worker class (web/worker.py) imports from the repository; with
+            # one worker it serves the socket exactly as uvicorn's own worker does.
+            env = dict(os.environ, BARE_DATABASE=self.database_path, PYTHONPATH=ROOT)
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -262,7 +272,30 @@ def median_run(runs):
     ordered = sorted(runs, key=lambda r: r["rps"])
     cpu = sorted(r.get("cpu_ms", float("nan")) for r in runs)
     return dict(ordered[len(ordered) // 2], rounds=[round(r["rps"], 1) for r in runs],
-                cpu_ms=cpu[len(cpu) // 2])
+                splits=[r.get("split") for r in runs], cpu_ms=cpu[len(cpu) // 2])
+
+
+def connection_split(master_pid, port):
+    """Established connections to `port` held by each worker of a gunicorn master, most first
+    (each worker's sockets, read from /proc through psutil); None without psutil."""
+    if psutil is None:
+        return None
+    try:
+        return sorted((sum(1 for c in w.net_connections("tcp")
+                           if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+                       for w in psutil.Process(master_pid).children()), reverse=True)
+    except GONE:
+        return None
+
+
+def split_midway(master_pid, url, seconds):
+    """Reads connection_split halfway through a run of `seconds` (in a timer thread); join() the
+    timer, then the box holds the split."""
+    box = []
+    port = int(url.rsplit(":", 1)[1])
+    timer = threading.Timer(seconds / 2, lambda: box.append(connection_split(master_pid, port)))
+    timer.start()
+    return timer, box
 
 
 # ---- footprint ----------------------------------------------------------------------------------
@@ -316,6 +349,40 @@ def footprint(pgid):
     return cpu, rss, pss, n
 
 
+def _role(proc, pids):
+    """What a process of Berth's is, from its command line (for the per-process breakdown)."""
+    cmd = " ".join(proc.cmdline())
+    if "tasks.fork_server" in cmd:
+        return "task fork server"
+    if "tasks.child" in cmd:
+        return "task process (spawned)"
+    if "gunicorn" in cmd:
+        if proc.ppid() not in pids:
+            return "gunicorn master"
+        parent = " ".join(psutil.Process(proc.ppid()).cmdline())
+        return "task process (forked)" if "tasks.fork_server" in parent else "gunicorn worker"
+    return proc.name()
+
+
+def process_rows(pgid):
+    """[{pid, role, rss_mb, pss_mb, uss_mb, threads}] of every process footprint() counts, or []
+    without psutil: where the memory goes."""
+    if not psutil:
+        return []
+    pids = set(group_pids(pgid))
+    rows = []
+    for pid in sorted(pids):
+        try:
+            p = psutil.Process(pid)
+            info = p.memory_full_info()
+            rows.append({"pid": pid, "role": _role(p, pids), "rss_mb": info.rss / 2**20,
+                         "pss_mb": getattr(info, "pss", float("nan")) / 2**20,
+                         "uss_mb": info.uss / 2**20, "threads": p.num_threads()})
+        except (psutil.AccessDenied, *GONE):
+            pass
+    return rows
+
+
 def idle_window(pgid, seconds):
     cpu0, _, _, _ = footprint(pgid)
     t0 = time.monotonic()
@@ -327,13 +394,77 @@ def idle_window(pgid, seconds):
     wall = max(time.monotonic() - t0, 1e-6)
     return {"cpu_pct": 100.0 * (cpu1 - cpu0) / wall, "rss_mb": rss / 2**20,
             "peak_rss_mb": max(peak, rss) / 2**20,
-            "pss_mb": None if pss is None else pss / 2**20, "processes": n, "seconds": wall}
+            "pss_mb": None if pss is None else pss / 2**20, "processes": n, "seconds": wall,
+            "detail": process_rows(pgid)}
+
+
+def _run_task(berth, token):
+    """Queue a task through the API and wait for it to end: seconds from the POST to done."""
+    t0 = time.perf_counter()
+    # Nothing to write here (no apps, no domains): the task's cost is starting it and ending it.
+    r = requests.post(berth.api + "/cloudron/sync_dns", json={}, headers=auth(token), timeout=30)
+    if r.status_code != 201:
+        raise SetupError(f"POST /cloudron/sync_dns answered {r.status_code}: {r.text[:300]}")
+    task_id = r.json()["taskId"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        task = requests.get(f"{berth.api}/tasks/{task_id}", headers=auth(token), timeout=30).json()
+        if not task["active"] and not task["pending"]:
+            if not task.get("success"):
+                raise SetupError(f"the sync_dns task failed: {task.get('error')}")
+            return time.perf_counter() - t0
+        time.sleep(0.005)
+    raise SetupError(f"task {task_id} did not end within 120 s")
+
+
+def after_tasks(berth, token, settle_secs=60.0):
+    """Idle memory within IDLE_EXIT_SECS (10 min) of a task. The runner starts its task fork
+    server on demand (tasks.runner), so the idle figure above has none; a Berth that ran a task
+    in the last 10 minutes also holds it. The first task starts the server (it pays the spawn),
+    the server then preloads every body module while idle (waited for: its memory steady), and
+    three more are forked warm. Returns the first's time, the median of the others and the
+    footprint after them."""
+    cold = _run_task(berth, token)
+    deadline, last, steady = time.monotonic() + settle_secs, None, 0
+    while time.monotonic() < deadline and steady < 3:
+        time.sleep(1.0)
+        server = [r["rss_mb"] for r in process_rows(berth.proc.pid) if r["role"] == "task fork server"]
+        steady = steady + 1 if server and last is not None and abs(server[0] - last) < 0.25 else 0
+        last = server[0] if server else None
+    warm = sorted(_run_task(berth, token) for _ in range(3))[1]   # the median of three
+    time.sleep(1.0)
+    _, rss, pss, n = footprint(berth.proc.pid)
+    return {"cold_task_s": cold, "warm_task_s": warm, "rss_mb": rss / 2**20, "processes": n,
+            "pss_mb": None if pss is None else pss / 2**20, "detail": process_rows(berth.proc.pid)}
 
 
 # ---- report -------------------------------------------------------------------------------------
 
+def print_processes(rows):
+    for r in rows:
+        print(f"    {r['role']:<24} pid {r['pid']:<8} RSS {r['rss_mb']:6.1f}  PSS {r['pss_mb']:6.1f}  "
+              f"USS {r['uss_mb']:6.1f} MB  {r['threads']} threads")
+
 def verdict(ok):
     return "PASS" if ok else "MISS"
+
+
+def report_workers(res):
+    """Two workers / one: the ratio of the median runs, each round's own ratio (in a round the
+    servers run back to back, so both see the same machine) and how the client's keep-alive
+    connections were split between the two workers in each round (read halfway through the run;
+    one worker holding them all is what web/worker.py prevents)."""
+    two = res.get("two_workers")
+    if two is None:
+        return
+    one_rounds = res["load"][res["berth_label"]]["rounds"]
+    run2 = res["load"][res["two_label"]]
+    by_round = [b / max(a, 1e-9) for a, b in zip(one_rounds, run2["rounds"], strict=True)]
+    splits = " ".join("/".join(map(str, sp)) if sp else "?" for sp in run2["splits"])
+    print(f"RATIO berth BERTH_WORKERS=2 / one worker{'':<24}{two:6.2f}   target >= {TARGET_TWO_WORKERS}   "
+          f"{verdict(two >= TARGET_TWO_WORKERS)}   ({os.cpu_count()} cores)")
+    print(f"  by round: {' '.join(f'{x:.2f}' for x in by_round)} (median "
+          f"{sorted(by_round)[len(by_round) // 2]:.2f}); connections per worker by round: {splits}")
 
 
 def report(res, args):
@@ -353,18 +484,18 @@ def report(res, args):
         print("WARNING: some requests failed (non-2xx or socket errors); their req/s are not comparable")
     print(w)
     berth_cpu = res["load"][res["berth_label"]]["cpu_ms"]
-    for name, target in zip(res["bare_labels"], (TARGET_SYNC, TARGET_SAME_STACK), strict=True):
+    for name, target in zip(res["bare_labels"], (TARGET_SYNC, TARGET_SAME_STACK)[:len(res["bare_labels"])],
+                            strict=True):
         ratio = res["ratios"][name]
         by_cpu = res["load"][name]["cpu_ms"] / max(berth_cpu, 1e-9)
         print(f"RATIO berth / {name:<48}{ratio:6.2f}   target >= {target}   {verdict(ratio >= target)}"
               f"   (by CPU per request: {by_cpu:.2f})")
-    if res.get("two_workers") is not None:
-        two = res["two_workers"]
-        print(f"RATIO berth BERTH_WORKERS=2 / one worker{'':<24}{two:6.2f}   target >= {TARGET_TWO_WORKERS}   "
-              f"{verdict(two >= TARGET_TWO_WORKERS)}   ({os.cpu_count()} cores)")
+    report_workers(res)
     print("(cpu ms/req: CPU time of the server's processes per request answered. On a busy machine,\n"
           " where the servers do not get a whole core, its ratio is the steadier comparison.)")
     print(w)
+    if res.get("idle") is None:  # --only-workers
+        return
     idle = res["idle"]
     pss = "" if idle["pss_mb"] is None else f", PSS {idle['pss_mb']:.1f} MB"
     print(f"idle Berth, {idle['seconds']:.0f}s after the load run, {idle['processes']} processes "
@@ -374,6 +505,16 @@ def report(res, args):
     print(f"  CPU              {idle['cpu_pct']:6.2f} %    target < {TARGET_CPU_PCT} % of a core   "
           f"{verdict(idle['cpu_pct'] < TARGET_CPU_PCT)}")
     print(f"  (right after start-up, before any load: RSS {res['startup_rss_mb']:.1f} MB)")
+    print_processes(idle.get("detail") or [])
+    warm = res.get("after_tasks")
+    if warm:
+        pss = "" if warm["pss_mb"] is None else f", PSS {warm['pss_mb']:.1f} MB"
+        print(f"within 10 minutes of a task (the first task starts the task fork server; it ends after "
+              f"10 idle minutes), {warm['processes']} processes:")
+        print(f"  resident memory  {warm['rss_mb']:6.1f} MB   (sum of RSS{pss})")
+        print(f"  POST to task done: first task {warm['cold_task_s']:.3f} s (starts the server), "
+              f"the next ones {warm['warm_task_s']:.3f} s (forked warm, median of 3)")
+        print_processes(warm["detail"])
     print(w)
 
 
@@ -390,6 +531,8 @@ def main(argv=None):
     parser.add_argument("--python-client", action="store_true",
                         help="use the Python client even if wrk exists")
     parser.add_argument("--no-two-workers", action="store_true", help="skip the BERTH_WORKERS=2 server")
+    parser.add_argument("--only-workers", action="store_true",
+                        help="only Berth with one worker and with BERTH_WORKERS=2 (no bare apps, no idle footprint)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
@@ -425,6 +568,8 @@ def main(argv=None):
         targets = {berth_label: berth.url}
         groups = {berth_label: berth.proc.pid}
         body_bytes = None
+        if args.only_workers:
+            bare_specs = []
         for worker, label in bare_specs:
             bare = BareServer(worker, database_url[len("sqlite:///"):], work)
             bares.append(bare)
@@ -432,11 +577,12 @@ def main(argv=None):
             body_bytes = check_same_answer(berth.url, bare.url, token)
             targets[label] = bare.url
             groups[label] = bare.proc.pid
-        print(f"bench: same JSON from Berth and both bare apps ({body_bytes} B compact)", flush=True)
+        if bare_specs:
+            print(f"bench: same JSON from Berth and both bare apps ({body_bytes} B compact)", flush=True)
         two_label = "berth, BERTH_WORKERS=2 (2 uvicorn workers)"
-        if not args.no_two_workers:
+        if not args.no_two_workers or args.only_workers:
             berth2 = start_copy(berth, os.path.join(work, "berth2"), database_url, workers=2)
-            check_same_answer(berth.url, berth2.url, token)
+            body_bytes = check_same_answer(berth.url, berth2.url, token)
             targets[two_label] = berth2.url
             groups[two_label] = berth2.proc.pid
         for url in targets.values():
@@ -447,8 +593,11 @@ def main(argv=None):
             print(f"bench: round {n + 1}/{args.rounds} ({len(targets)} x {args.duration}s) ...", flush=True)
             for label, url in targets.items():
                 cpu0 = footprint(groups[label])[0]
+                timer, split = split_midway(groups[label], url, args.duration)  # wrk's connections per worker
                 run = load(url, token, args.duration, args.connections, args.threads)
                 run["cpu_ms"] = 1000.0 * (footprint(groups[label])[0] - cpu0) / max(run["requests"], 1)
+                timer.join()
+                run["split"] = split[0] if split else None
                 runs[label].append(run)
         results = {label: median_run(r) for label, r in runs.items()}
         for bare in bares:
@@ -456,16 +605,20 @@ def main(argv=None):
         if berth2:
             berth2.stop()
 
-        print(f"bench: Berth idle for {args.idle:.0f}s ...", flush=True)
-        idle = idle_window(berth.proc.pid, args.idle)
+        idle = warm_footprint = None
+        if not args.only_workers:
+            print(f"bench: Berth idle for {args.idle:.0f}s ...", flush=True)
+            idle = idle_window(berth.proc.pid, args.idle)
+            print("bench: four tasks, then the footprint with the task fork server warm ...", flush=True)
+            warm_footprint = after_tasks(berth, token)
         bare_labels = [label for _, label in bare_specs]
         berth_rps = results[berth_label]["rps"]
         res = {"users": users, "body_bytes": body_bytes, "client": client, "load": results,
-               "berth_label": berth_label, "bare_labels": bare_labels,
+               "berth_label": berth_label, "bare_labels": bare_labels, "two_label": two_label,
                "ratios": {label: berth_rps / max(results[label]["rps"], 1e-9) for label in bare_labels},
                "two_workers": (results[two_label]["rps"] / max(berth_rps, 1e-9)
                                if two_label in results else None),
-               "idle": idle, "startup_rss_mb": startup_rss}
+               "idle": idle, "after_tasks": warm_footprint, "startup_rss_mb": startup_rss}
         report(res, args)
         if args.json:
             with open(args.json, "w") as f:

@@ -9,14 +9,28 @@
    four large files, partly compressible).
 2. For each format (tgz, zstd): the backup configuration is set to a filesystem folder in that
    format (unencrypted), and one app backup is made through the API (POST /apps/{id}/backup).
-3. --repeat times, alternating which goes first, `sync` before each:
+3. --repeat times, alternating which goes first, each under the same conditions (`settle`):
    - Berth: POST /apps/{id}/restore of that backup, then GET /apps/{id} every 20 ms until the
      app is `installed` and `healthy` again (the data folder replaced, the container re-created
      and answering its health path, the vhost written);
-   - baseline: `tar -xzf` (tgz) or `tar -x --zstd` (zstd) of that very backup archive into an
-     empty folder on the same filesystem.
+   - baseline: `tar -xzf` (tgz) or `tar -x --zstd` (zstd) of that very backup archive into a
+     new empty folder on the same filesystem as the app's data.
    Prints the best of each and the ratio tar / Berth (target >= 1.0: Berth no slower than
-   `tar -x`), and where the best Berth run's time went, from its task log's timestamps.
+   `tar -x`), every run's time, and where the best Berth run's time went, from its task log's
+   timestamps.
+
+Same conditions: before each timed run the archive is read once (in the page cache for both),
+everything is synced (no write-back of the previous run's data during this one), and the bench
+waits until RECENT_DELETE_SECS have passed since the last large deletion. That last one matters:
+ext4 without a journal (this machine's root filesystem) skips inodes freed in the last 60 s
+(300 s while their inode table block is unwritten) when it allocates new ones, scanning past
+each of them for every file it creates. Creating 16k files where 16k were just deleted costs
+seconds of system time: the old sequence extracted the baseline into the folder the previous
+baseline run had just deleted (8-12 s of `tar -x` for 1 GB, 9.6 s of it in the kernel's inode
+allocator), while Berth's extraction happened to land elsewhere (2.6-3.9 s), which made the
+ratio 2-3x too kind to Berth. The baseline's folders are therefore kept until the format's runs
+are over; Berth's restore deletes the app's previous data folder itself (once the app is up),
+and the run after it waits.
 
 Everything it created (containers, nginx, data dir) is removed at the end, whatever happened.
 Exit status 0 whatever the figures; 2 if the benchmark itself could not run.
@@ -39,6 +53,7 @@ from support.harness import proxy_env
 DOMAIN = "example.test"
 POLL_SECS = 0.02
 TARGET_RATIO = 1.0
+RECENT_DELETE_SECS = 61  # ext4 (no journal) avoids reusing inodes freed in the last 60 s
 EXTRACT = {"tgz": (".tar.gz", ["-z"], "tar -xzf"), "zstd": (".tar.zst", ["--zstd"], "tar -x --zstd")}
 
 
@@ -72,6 +87,10 @@ class Bench:
         self.server = self.api = self.app_id = None
         self.store = os.path.join(self.tmp, "backups")
         os.makedirs(self.store)
+        self.baselines = os.path.join(self.tmp, "baseline")   # tar -x targets, one per run
+        os.makedirs(self.baselines)
+        self.runs = 0
+        self.deleted_at = 0.0    # monotonic time of the last large deletion (see `settle`)
 
     def start(self):
         self.server = common.start_server(self.tmp, self.env)
@@ -105,9 +124,22 @@ class Bench:
         print(f"{fmt} backup {backup_id} made in {time.monotonic() - start:.1f} s", flush=True)
         return backup_id, os.path.join(self.store, backup_id + EXTRACT[fmt][0])
 
-    def restore(self, backup_id):
-        """Seconds from POST /apps/{id}/restore to the app seen installed and healthy; the phases."""
+    def settle(self, archive):
+        """The same starting point for every timed run (see the module docstring): the archive
+        read (page cache), nothing left to write back, no inodes freed in the last minute."""
+        with open(archive, "rb") as f:
+            while f.read(1 << 22):
+                pass
         os.sync()
+        wait = self.deleted_at + RECENT_DELETE_SECS - time.monotonic()
+        if wait > 0:
+            print(f"    (waiting {wait:.0f} s: inodes freed by the previous run are still recent)", flush=True)
+            time.sleep(wait)
+            os.sync()
+
+    def restore(self, backup_id, archive):
+        """Seconds from POST /apps/{id}/restore to the app seen installed and healthy; the phases."""
+        self.settle(archive)
         posted = time.time()
         start = time.perf_counter()
         r = self.api.post(f"/apps/{self.app_id}/restore", json={"backupId": backup_id})
@@ -119,6 +151,7 @@ class Bench:
         # What the task does after the app is up (the old data folder synced and removed) is not
         # the restore's time, but it must not land on the next measurement either.
         common.wait_task(self.api, task_id, 0.1, timeout=600)
+        self.deleted_at = time.monotonic()    # the app's previous data folder
         return elapsed, self.phases(task_id, posted, posted + elapsed)
 
     def phases(self, task_id, posted, observed):
@@ -139,14 +172,24 @@ class Bench:
         return out
 
     def tar_x(self, archive, fmt):
-        dest = os.path.join(self.tmp, "tar-x")
+        self.runs += 1
+        dest = os.path.join(self.baselines, str(self.runs))
         os.makedirs(dest)
-        os.sync()
+        if os.stat(dest).st_dev != os.stat(self.data).st_dev:
+            raise RuntimeError("the baseline must extract onto the filesystem of the app's data")
+        self.settle(archive)
         start = time.perf_counter()
         subprocess.run(["tar", "-x", *EXTRACT[fmt][1], "-f", archive, "-C", dest], check=True)
         elapsed = time.perf_counter() - start
-        shutil.rmtree(dest)
+        os.sync()    # as Berth's restore syncs its data once the app is up (not timed either)
         return elapsed
+
+    def drop_baselines(self):
+        """The baseline runs' folders, once a format's runs are over."""
+        if os.listdir(self.baselines):
+            shutil.rmtree(self.baselines)
+            os.makedirs(self.baselines)
+            self.deleted_at = time.monotonic()
 
     def cleanup(self):
         try:
@@ -166,7 +209,7 @@ def measure(bench, args):
                 if which == "tar":
                     base.append(bench.tar_x(archive, fmt))
                 else:
-                    elapsed, phase = bench.restore(backup_id)
+                    elapsed, phase = bench.restore(backup_id, archive)
                     ours.append(elapsed)
                     phases.append(phase)
                 print(f"  {fmt} {which}: {(ours if which == 'berth' else base)[-1]:.2f} s", flush=True)
@@ -174,6 +217,7 @@ def measure(bench, args):
         if restored < bench.nfiles:
             raise RuntimeError(f"the restored data folder holds {restored} files, not {bench.nfiles}")
         results[fmt] = (ours, base, phases[ours.index(min(ours))])
+        bench.drop_baselines()
         os.unlink(archive)     # each format's archive only while it is measured (disk)
     return bench.nbytes, results
 
@@ -201,6 +245,8 @@ def main():
         print(f"  {EXTRACT[fmt][2]:28} {b:7.2f} s  {nbytes / b / 1e6:7.1f} MB/s")
         print(f"  {'Berth restore, ' + fmt:28} {o:7.2f} s  {nbytes / o / 1e6:7.1f} MB/s   ratio {b / o:.2f} "
               f"(target >= {TARGET_RATIO}) {verdict}")
+        print(f"  {'':28} every run: tar {', '.join(f'{t:.2f}' for t in base)} s; "
+              f"Berth {', '.join(f'{t:.2f}' for t in ours)} s")
     for fmt, (_, _, phases) in results.items():
         print(f"\nWhere the best {fmt} restore's time went (task log timestamps):")
         for what, secs in phases:

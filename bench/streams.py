@@ -11,11 +11,13 @@ log line reach every client, and what does it cost the server and the engine? Me
    and, for the app scenarios, installs --apps apps of the test image (tests/support/images.py).
 2. Baseline: GET /cloudron/status latency with no stream open (--baseline seconds).
 3. Per scenario, --clients asyncio raw-socket EventSource clients (bench/stream_clients.py, in
-   --client-procs processes, a coroutine each, no thread per client) open their streams; then the lines start:
+   --client-procs processes, a bare protocol each, no thread per client, scheduled as batch work
+   so that they do not preempt the server they share the cores with) open their streams; then
+   the lines start:
    - task: /tasks/{id}/logstream of a real task (`test.ticker`, this module's `ticker` through
      BERTH_TEST_TASK_BODIES) writing a line every --interval s;
-   - app: /apps/{id}/logstream of one app; `docker exec` in its container writes `tick <i>` to
-     its PID 1's stdout every --interval s (the engine stamps each line on arrival);
+   - app: /apps/{id}/logstream of one app; `tick <i>` is written to its container's PID 1 stdout
+     every --interval s from the bench (the engine stamps each line on arrival);
    - apps: the same, the clients spread over --apps apps, each app written to at that rate.
    While the lines flow, GET /cloudron/status latency is measured again, and the server
    worker's and the engine's (dockerd) resident memory sampled. Each client notes when each
@@ -23,7 +25,8 @@ log line reach every client, and what does it cost the server and the engine? Me
    host clock) is the reference.
 4. Prints per scenario: status p50/p99 with the streams beside the baseline (ratio), line delivery
    p50/p99/max over every client x line and p99 of the time for a line to reach ALL its
-   clients, clients receiving every line / any line / none, connect time, lines lost, CPU, and
+   clients, clients receiving every line / any line / none, connect time, lines lost, CPU (and
+   the server's CPU per delivered line, the figure a busy machine disturbs least), and
    server/engine memory.
 
 Targets (issue 18): with 5,000 clients on one app, 5,000 over 10 apps, and 5,000 on one task
@@ -177,12 +180,32 @@ class Bench:
         return task_id
 
     def write_app_lines(self, app_ids):
-        """`tick <i>` to each app's output every --interval s (the engine stamps it)."""
-        loop = (f"i=0; while [ $i -lt {self.args.lines} ]; do echo \"tick $i\" > /proc/1/fd/1; "
-                f"i=$((i+1)); sleep {self.args.interval}; done")
+        """`tick <i>` to each app's output every --interval s (the engine stamps it on arrival).
+        Written from here, one thread for all apps, into each container's PID 1 stdout (the pipe
+        the engine reads). Before, a shell loop per app (`echo; sleep` in `docker exec`) forked a
+        `sleep` every line: with ten apps ~10% of one core (containers + engine), taken from the
+        2 cores the server runs on, and the loops drifted. Each app keeps its own fixed phase
+        (random, seeded), so lines of different apps arrive as unrelated apps' would."""
+        import random
+        phases = random.Random(18)
+        outs = []
         for app_id in app_ids:
             container = self.docker.containers.list(filters={"label": f"berth.app-id={app_id}"})[0]
-            container.exec_run(["sh", "-c", loop], detach=True)
+            outs.append((open(f"/proc/{container.attrs['State']['Pid']}/fd/1", "w", buffering=1),
+                         phases.random() * self.args.interval))
+
+        def write():
+            start = time.monotonic()
+            schedule = sorted((phase + i * self.args.interval, n, i) for n, (_, phase) in enumerate(outs)
+                              for i in range(self.args.lines))
+            for at, n, i in schedule:
+                delay = start + at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                outs[n][0].write(f"tick {i}\n")
+            for out, _ in outs:
+                out.close()
+        threading.Thread(target=write, daemon=True).start()
 
     def cleanup(self):
         import common  # here: this module is also imported by the task process (ticker)
@@ -250,7 +273,8 @@ def run_scenario(bench, name, paths, begin_lines):
             profiler.wait()
         stop.set()
         elapsed = time.monotonic() - cpu0[2]
-        cpu_server = (cpu_secs(server_procs) - cpu0[0]) / elapsed * 100
+        server_cpu = cpu_secs(server_procs) - cpu0[0]
+        cpu_server = server_cpu / elapsed * 100
         cpu_clients = (cpu_secs(client_procs) - cpu0[1]) / elapsed * 100
         queued = (queued_secs(server_procs) - cpu0[3]) / elapsed * 100
         deliveries, per_line, errors, lost, full, some, none = [], {}, {}, 0, 0, 0, 0
@@ -275,7 +299,7 @@ def run_scenario(bench, name, paths, begin_lines):
     return {"name": name, "streams": len(paths), "status": during, "deliveries": deliveries,
             "per_line": list(per_line.values()), "errors": errors, "lost": lost, "full": full, "some": some,
             "none": none, "connect_secs": connect_secs, "cpu_server": cpu_server, "cpu_clients": cpu_clients,
-            "queued": queued,
+            "queued": queued, "server_cpu": server_cpu,
             "rss": (rss_idle, connected_rss["server"], peak["server"]),
             "engine": (engine_idle, connected_rss["engine"], peak["engine"])}
 
@@ -302,6 +326,9 @@ def report(args, base, r):
     print(f"  connect time {r['connect_secs']:.1f} s   CPU while streaming: server worker "
           f"{r['cpu_server']:.0f}%, clients {r['cpu_clients']:.0f}% of one core; server threads runnable "
           f"but waiting for a CPU {r['queued']:.0f}% (a busy machine)")
+    # What each delivered line cost the server (status probes included): less noisy than the
+    # latencies on a shared machine, and what decides how many clients one worker keeps up with.
+    print(f"  server worker CPU per delivered line: {r['server_cpu'] / max(len(r['deliveries']), 1) * 1e6:.1f} us")
     idle, connected, peak = r["rss"]
     e_idle, e_connected, e_peak = r["engine"]
     print(f"  server worker RSS: before {idle:.0f} MB, connected {connected:.0f} MB, peak {peak:.0f} MB "

@@ -5,13 +5,15 @@ Pure protocol work: this module knows neither nginx nor the database. Whoever or
 answer the key authorization (Berth's nginx does, reverse_proxy.acme_challenges) and returns a
 function that withdraws it again. Every failure comes out as AcmeError carrying the CA's own words
 (the problem document's detail), which is what the task log and the notification show.
+
+The `acme` library (with josepy and pyOpenSSL) is imported by the methods that talk to the CA:
+orders run in task processes, and every server worker imports this module (through domains) for
+its names and AcmeError only, so it need not carry the library while idle (issue 18, idle memory).
 """
 import contextlib
 import datetime
 from collections.abc import Callable, Iterable
 
-import josepy
-from acme import challenges, client, crypto_util, errors, messages
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -49,6 +51,7 @@ def new_certificate_key() -> str:
 
 def _problem(e: BaseException) -> str:
     """The CA's words for a failure of the acme library."""
+    from acme import errors, messages
     if isinstance(e, errors.ValidationError):
         details = []
         for authzr in e.failed_authzrs:
@@ -69,6 +72,8 @@ class AcmeAccount:
 
     def __init__(self, directory_url: str, account_key_pem: str, ca_bundle: str = "",
                  timeout: int = 30):
+        import josepy
+        from acme import client
         key = serialization.load_pem_private_key(account_key_pem.encode(), password=None)
         # verify_ssl is handed to requests as `verify`: a CA bundle path trusts a private CA (tests).
         self.net = client.ClientNetwork(josepy.JWKRSA(key=key), user_agent=USER_AGENT,
@@ -84,6 +89,7 @@ class AcmeAccount:
         """Create the account, or find it again by its key (the CA answers 200 + Location)."""
         if self._registered:
             return
+        from acme import errors, messages
         try:
             self.client.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
         except errors.ConflictError as e:
@@ -97,6 +103,7 @@ class AcmeAccount:
         """A certificate for `names` through HTTP-01 (`publish`) or DNS-01 (`publish_dns`, needed for
         a `*.` name); returns (full chain PEM, key PEM). Raises AcmeError with the CA's message
         when an authorization or the order fails."""
+        from acme import challenges, crypto_util, errors, messages
         names = list(dict.fromkeys(n.lower() for n in names))
         kind = challenges.DNS01 if publish_dns is not None else challenges.HTTP01
         self.register()

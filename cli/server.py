@@ -8,7 +8,9 @@ import click
 
 from core import config
 
-WORKER_CLASS = "uvicorn_worker.UvicornWorker"  # Connexion 3 apps are ASGI
+# Connexion 3 apps are ASGI: uvicorn's gunicorn worker, which with several workers shares a burst
+# of new connections between them (web/worker.py says why).
+WORKER_CLASS = "web.worker.BerthWorker"
 
 
 def _load_config():

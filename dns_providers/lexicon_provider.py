@@ -14,12 +14,15 @@ Errors: lexicon lets `requests` errors through. The message kept is the vendor's
 JSON body when there is one) with the HTTP status; URLs lose their query (namecheap puts the key
 there) and every configured secret is replaced by the mask, so nothing secret reaches a 400 body,
 a task log or the event log.
+
+Lexicon is imported by `_provider`, when a vendor API is first called: with its tldextract and
+filelock it is ~60 modules that a server worker (which imports this module with the registry)
+need not carry while no domain uses a vendor API (issue 18, idle memory).
 """
 import importlib
 import re
 
 import requests
-from lexicon.config import ConfigResolver
 
 from core.masking import MASK
 from dns_providers.base import DnsError
@@ -86,6 +89,7 @@ class LexiconProvider:
         return DnsError(self._scrub(message))
 
     def _provider(self):
+        from lexicon.config import ConfigResolver  # see the module docstring
         config = ConfigResolver().with_dict({
             "provider_name": self._lexicon_name, "domain": self.zone, "ttl": self._ttl,
             self._lexicon_name: self._options})

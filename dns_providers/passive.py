@@ -8,13 +8,20 @@ browsers will see.
 verify() resolves the zone's name servers but refuses nothing: a domain is routinely added before
 its delegation is in place (and Cloudron's dashboard adds it first, then shows the records to
 create), so "does not resolve yet" is not a wrong credential. There are no credentials to check.
+
+dnspython is imported by the functions that query, not at the top: every server worker imports
+this package, and ~60 modules that only a DNS check needs should not stay in an idle worker
+(issue 18, idle memory; mail.status and the registry's rfc2136 do the same).
 """
-import dns.exception
-import dns.rdata
-import dns.rdatatype
-import dns.resolver
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from dns_providers.base import DnsError
+
+if TYPE_CHECKING:
+    import dns.rdata
+    import dns.resolver
 
 
 def _absolute(name: str, zone: str) -> str:
@@ -24,6 +31,8 @@ def _absolute(name: str, zone: str) -> str:
 def resolve(fqdn: str, rtype: str, resolver: dns.resolver.Resolver | None = None) -> list[str]:
     """The values `fqdn` has for `rtype` as a resolver sees them ([] for no such name or type).
     Unreachable servers raise DnsError: "could not ask" is not "there is nothing"."""
+    import dns.exception
+    import dns.resolver
     resolver = resolver or dns.resolver.Resolver()
     resolver.lifetime = min(resolver.lifetime or 5.0, 5.0)
     try:
@@ -37,6 +46,7 @@ def resolve(fqdn: str, rtype: str, resolver: dns.resolver.Resolver | None = None
 
 def rdata_text(rdata: dns.rdata.Rdata) -> str:
     """Presentation form as the interface uses it: TXT strings without their quotes."""
+    import dns.rdatatype
     if rdata.rdtype == dns.rdatatype.TXT:
         return "".join(s.decode() for s in rdata.strings)
     return rdata.to_text()

@@ -14,6 +14,8 @@ Cloudron field -> lexicon option, per vendor (what `create` passes):
     netcup        customerNumber -> auth_customer_id, apiKey -> auth_api_key, apiPassword -> auth_api_password
     porkbun       apikey -> auth_key, secretapikey -> auth_secret
 and Berth's own: rfc2136 (server, port, keyName, algorithm, secret), noop, manual, wildcard.
+The rfc2136 module (dnspython's update, TSIG and query modules) is imported when an rfc2136 config
+is checked or a provider made, not with the registry (see dns_providers.passive: idle memory).
 """
 import base64
 import dataclasses
@@ -26,7 +28,6 @@ from core.masking import MASK
 from dns_providers.base import DnsProvider
 from dns_providers.lexicon_provider import LexiconProvider
 from dns_providers.passive import PassiveProvider
-from dns_providers.rfc2136 import ALGORITHMS, Rfc2136Provider
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +128,7 @@ def clean_config(provider: str, raw: object, current: dict | None = None) -> dic
 
 
 def _check_rfc2136(clean):
+    from dns_providers.rfc2136 import ALGORITHMS
     try:
         ipaddress.ip_address(clean["server"])
     except ValueError:
@@ -148,6 +150,7 @@ def create(provider: str, zone: str, cfg: dict, api_endpoint: str | None = None)
     if provider in PASSIVE:
         return PassiveProvider(provider, zone, reads=provider != "noop")
     if provider == "rfc2136":
+        from dns_providers.rfc2136 import Rfc2136Provider
         return Rfc2136Provider(zone, cfg["server"], cfg["keyName"], cfg["secret"], port=cfg.get("port", 53),
                                algorithm=cfg.get("algorithm", "hmac-sha256"))
     lexicon_name, flds, fixed = VENDORS[provider]

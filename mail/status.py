@@ -10,10 +10,11 @@ address naming the mail host.
 "Found" is a real DNS query (dnspython) to the resolver of BERTH_MAIL_RESOLVER (the system's when
 unset), never the DNS provider's API: what matters is what other mail servers see. The RBL lookup of
 Cloudron is not done: `rbl` says so rather than claiming a clean listing.
+dnspython is imported where the queries are made (see dns_providers.passive: idle memory).
 """
-import dns.exception
-import dns.resolver
-import dns.reversename
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import dns_providers
 import domains
@@ -21,11 +22,15 @@ import mail_server
 from core import config
 from mail import settings, sync
 
+if TYPE_CHECKING:
+    import dns.resolver
+
 DMARC = "v=DMARC1; p=reject; pct=100"
 TIMEOUT_SECS = 5
 
 
 def _resolver() -> dns.resolver.Resolver:
+    import dns.resolver
     where = config.get().mail_resolver
     if not where:
         resolver = dns.resolver.Resolver()
@@ -40,6 +45,7 @@ def _resolver() -> dns.resolver.Resolver:
 
 def _query(name: str, rtype: str) -> list[str]:
     """The values DNS answers for (name, type), [] when none or when DNS cannot be asked."""
+    import dns.exception
     try:
         answer = _resolver().resolve(name, rtype, raise_on_no_answer=False)
     except (dns.exception.DNSException, OSError, ValueError):
@@ -103,6 +109,7 @@ def _record(domain: str, name: str, rtype: str, value: str | None, expected: str
 def _ptr(host: str, ip: str | None) -> dict:
     if not ip:
         return {"domain": "", "name": "", "type": "PTR", "value": None, "expected": f"{host}.", "status": False}
+    import dns.reversename
     name = dns.reversename.from_address(ip).to_text()
     found = _query(name, "PTR")
     return {"domain": name, "name": name, "type": "PTR", "value": " ".join(found) or None,

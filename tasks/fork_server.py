@@ -1,5 +1,7 @@
-"""Warm task processes: one pre-started process per runner, with the task bodies' imports done,
-that forks a child per task. `python -m tasks.fork_server <runner pid> <socket fd>`.
+"""Warm task processes: one process per runner, with the task bodies' imports done, that forks a
+child per task. `python -m tasks.fork_server <runner pid> <socket fd> [<idle exit seconds>]`.
+The runner starts it when a task needs it (not at start-up: an idle Berth carries none) and it
+ends after IDLE_EXIT_SECS without a task (tasks.runner).
 
 Why: a fresh interpreter per task cost about a quarter of a second before the body ran (process
 start, then importing core, models and the body's package); a fork of a process that has done
@@ -40,8 +42,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT = 60.0    # seconds for the server to answer a run request (its imports come first)
 # A server with no task for this long ends: warm while tasks come, and an idle Berth does not keep
 # the ~70 MB of a second interpreter with every body module imported. The runner starts a new one
-# for the next task (that task pays the imports once, as a spawned one would).
+# for the next task (that task pays the start-up once, as a spawned one would: its own body's
+# module is imported first, the others while the server is idle).
 IDLE_EXIT_SECS = 600.0
+# Libraries that task bodies import where they use them, not at the top of their modules, so that
+# the server workers (which import the same modules for the API) do not carry them while idle
+# (certificates.acme_client, dns_providers, mail.status, accounts.external_ldap). Preloaded here
+# after the bodies' modules, so a forked task does not pay their import (~50-150 ms each) either.
+LAZY_LIBRARIES = ("dns.resolver", "dns.reversename", "dns.update", "dns.query", "dns.tsigkeyring",
+                  "josepy", "acme.client", "acme.challenges", "acme.crypto_util", "lexicon.config", "ldap3")
 
 
 # ---- the runner's side ------------------------------------------------------------------------
@@ -184,12 +193,13 @@ def _killpg(pgid, sig):
 # ---- the server -------------------------------------------------------------------------------
 
 def _body_modules() -> list[str]:
-    """The modules of every task body (the test suite's too when configured), most used first."""
+    """The modules of every task body (the test suite's too when configured), most used first,
+    then the libraries they import lazily."""
     from tasks import registry
     modules = [target.partition(":")[0] for target in registry.BODIES.values()]
     if config.get().test_task_bodies:
         modules.append(config.get().test_task_bodies)
-    return list(dict.fromkeys(modules))
+    return list(dict.fromkeys(modules + list(LAZY_LIBRARIES)))
 
 
 def _preload(module: str) -> None:

@@ -8,6 +8,13 @@ once when woken by a `tasks.start` or `tasks.stop` in its own process. Task proc
 by the runner's fork server (tasks.fork_server: warm, imports done), which the thread starts and
 is the parent of, so PR_SET_PDEATHSIG ties the server, and through it every task process, to the
 thread. Without a fork server (it could not start) the thread spawns `python -m tasks.child` itself.
+
+The fork server is started on demand, when the runner claims a task and has none (at start-up,
+after the server's idle exit, or after it died), not when the runner starts: it is a second
+interpreter of ~70 MB with every body module imported, and a Berth that runs no task (most of
+the time) should not carry it (issue 18, idle memory; bench/api.py). That first task pays the
+server's start-up as a spawned process would (about half a second, bench/api.py); the ones after
+it, for as long as tasks keep coming (fork_server.IDLE_EXIT_SECS), are forked warm.
 """
 import dataclasses
 import logging
@@ -31,6 +38,7 @@ IDLE_TICK_SECS = 0.5        # with none: how soon a task queued by another proce
 HEARTBEAT_SECS = 5.0
 RECOVER_SECS = 5.0
 STOP_GRACE_SECS = 5.0       # SIGTERM -> SIGKILL
+SERVER_RETRY_SECS = 60.0    # after a fork server failed to start, tasks are spawned for this long
 
 
 class Spawned:
@@ -88,7 +96,8 @@ class Runner:
         self._thread = None
         self._next_heartbeat = 0.0
         self._next_recover = 0.0
-        self._server = None             # the ForkServer, started by the thread
+        self._server = None             # the ForkServer, started by the thread when a task needs it
+        self._server_retry_at = 0.0     # monotonic: no new start attempt before (one failed)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -109,7 +118,6 @@ class Runner:
             self._thread.join(timeout)
 
     def _loop(self):
-        self._start_fork_server()  # from this thread: PR_SET_PDEATHSIG names the thread, not the process
         while not self._stopping.is_set():
             try:
                 self.tick()
@@ -130,6 +138,7 @@ class Runner:
         if now >= self._next_recover:
             self._recover()
         self._watch_children()
+        self._reap_idle_server()
         if len(self.children) < self.limit:
             for task in store.claim(self.id, self.limit):
                 self._spawn(task)
@@ -147,11 +156,23 @@ class Runner:
         return dict(os.environ, BERTH_DATA_DIR=cfg.data_dir, BERTH_DATABASE_URL=cfg.database_url)
 
     def _start_fork_server(self):
+        """Called from the runner thread only: PR_SET_PDEATHSIG names the thread, not the process."""
         try:
             self._server = ForkServer(self._child_env())
         except OSError:
-            log.exception("could not start the task fork server: task processes are spawned")
+            log.exception("could not start the task fork server: task processes are spawned for %g s",
+                          SERVER_RETRY_SECS)
             self._server = None
+            self._server_retry_at = time.monotonic() + SERVER_RETRY_SECS
+
+    def _reap_idle_server(self):
+        """Forget a fork server that ended on its own (idle exit, or it died): reaped at once, so
+        an idle Berth holds no trace of it; the next task starts a new one."""
+        if self._server is not None and not self.children:
+            self._server.poll()
+            if self._server.closed:
+                self._server.kill()     # reaps it
+                self._server = None
 
     def _spawn(self, task):
         try:
@@ -165,14 +186,16 @@ class Runner:
         store.set_pid(task.id, proc.pid)
 
     def _fork(self, task):
-        """The task's process from the fork server, or None when there is none to ask (it is
-        started again for the next task when it ended)."""
+        """The task's process from the fork server, started here when there is none (on demand:
+        see the module docstring), or None when it cannot be had (tasks are then spawned)."""
         if self._server is not None:
             self._server.poll()     # an idle server ends on its own (fork_server.IDLE_EXIT_SECS)
             if self._server.closed:
                 log.info("the task fork server has ended: starting a new one")
                 self._server.kill()     # reaps it
-                self._start_fork_server()
+                self._server = None
+        if self._server is None and time.monotonic() >= self._server_retry_at:
+            self._start_fork_server()
         if self._server is None:
             return None
         try:

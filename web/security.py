@@ -82,7 +82,7 @@ async def authorize(token, request):
     # mandatory2FA: a user without 2FA may call only the set-up routes (read by the lookup).
     directory_config.check_token(stored_policy, totp_enabled, op_id)
     _charge(info["token_id"])
-    if tokens.needs_touch(info.pop("last_used")):
+    if tokens.needs_touch(info.pop("last_used")) and tokens.claim_touch(info["token_id"]):
         await run_in_threadpool(tokens.touch, info["token_id"])
     return info
 

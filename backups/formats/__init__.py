@@ -4,14 +4,16 @@ tgz (tgz.py): one archive object `<remote>.tar.gz` (`.tar.gz.enc` with a key), m
   and compressed in-process in parallel gzip members; restore streams it into `tar -x`.
 zstd (zstd.py): the same with `<remote>.tar.zst` (`.tar.zst.enc`), compressed by multi-threaded
   zstd level 1 (several times faster); tgz's packing and restore steps, another codec.
-rsync (rsync.py, rsync_restore.py, rsync_index.py, chunking.py): one object per file under
-  `<remote>/files/`, files of 4 MiB or more as content-defined chunks under `<remote>/chunks/`,
-  plus an index (`<remote>/index.jsonl.gz`: one JSON line per entry with mode, owner, mtime,
-  symlink target, hard link, sha256 or chunk list; version 3, version 2 still read). Unchanged
-  files and chunks are hard-linked or server-side copied from the previous backup without being
-  read, so a backup costs what changed and each backup stays a folder of its own (retention
-  removes one without touching what newer ones use). Scan, previous index, new index and
-  checksum list are all streams in one order, so memory does not grow with the number of files.
+rsync (rsync.py, rsync_restore.py, rsync_index.py, chunking.py, object_store.py): the content
+  of every file in the storage's shared, content-addressed object store (`objects/`: a small
+  file is one object, a file of 4 MiB or more its content-defined chunks), plus the backup's
+  index (`<remote>/index.jsonl.gz`: one JSON line per entry with mode, owner, mtime, symlink
+  target, hard link and the file's object references; version 4) and its reference list
+  (`<remote>/refs.bin`). An unchanged file is not read and costs nothing but its index line, so a
+  backup costs what changed. Removing a backup leaves the objects; `sweep` (cleanup) deletes
+  those no backup references. Versions 2 and 3 (objects under each backup's own folder) are
+  still restored and serve as the previous backup. Scan, previous index and new index are
+  streams in one order, so memory grows only with the number of distinct objects named.
 
 A checksum list (checksums.py, `<remote>.checksums.json`: a summary, then size and sha256 of each
 stored object) is written LAST, after everything else is durable (syncfs on the filesystem
@@ -35,8 +37,10 @@ import os
 from collections.abc import Iterable, Iterator
 
 from backup_storage import Storage, StorageError
+from backups.formats import object_store
 from backups.formats.checksums import CHECKSUMS, BackupRefused, ChecksumList, read_checksums
 from backups.formats.encryption import CHUNK, HEADER, MAGIC, TAG, Keyring, WrongKey
+from backups.formats.object_store import sweep
 from backups.formats.rsync import pack_rsync
 from backups.formats.rsync_index import INDEX
 from backups.formats.rsync_restore import unpack_rsync
@@ -46,8 +50,8 @@ from backups.formats.zstd import archive_path as zstd_archive_path
 from backups.formats.zstd import pack_zstd, unpack_zstd
 
 __all__ = ["ARCHIVES", "BLOCK", "CHECKSUMS", "CHUNK", "HEADER", "INDEX", "MAGIC", "TAG", "BackupRefused",
-           "Keyring", "WrongKey", "archive_path", "download_stream", "pack", "read_checksums", "remove", "unpack",
-           "verify"]
+           "Keyring", "WrongKey", "archive_path", "download_stream", "pack", "read_checksums", "remove", "sweep",
+           "unpack", "verify"]
 
 # Formats stored as one archive object: its path for (remote, encrypted).
 ARCHIVES = {"tgz": archive_path, "zstd": zstd_archive_path}
@@ -117,18 +121,22 @@ def verify(fmt: str, storage: Storage, remote: str, key: str | None = None, full
     `reused`: suffixes of objects this backup did not write but linked (hard link, server-side
     copy) from the previous backup, as pack's result lists them: their bytes are those the
     previous backup's verify read back, so only their presence and size are checked. That keeps
-    an incremental backup's verify at the cost of what changed, not a re-read of everything."""
+    an incremental backup's verify at the cost of what changed, not a re-read of everything.
+    For an rsync backup of the shared object store (version 4) these are object names, and the
+    objects are those of its reference list (object_store.verify_objects)."""
     remote = remote.strip("/")
     if storage.provider == "noop":
         return {"objects": 0, "size": 0}   # nothing was kept, so nothing can be wrong
     reused = frozenset(reused)
     with ChecksumList(storage, remote, fmt) as cl:
         cl.check_expected(expect_encrypted)
+        keyring = None
         if key and cl.encrypted:
             keyring = cl.open(key)
             first = ARCHIVES[fmt](remote, True) if fmt in ARCHIVES else remote + cl.header["index"][0]
             with storage.reader(first) as r:   # just the header: WrongKey before anything else
                 keyring.open_header(read_exact(r, HEADER.size), f"backup {remote}")
+        in_store = fmt == "rsync" and cl.header.get("store") == object_store.STORE
 
         def present(item):
             suffix, size_expected, _ = item
@@ -169,6 +177,10 @@ def verify(fmt: str, storage: Storage, remote: str, key: str | None = None, full
         if count != cl.header["objects"]:
             raise StorageError(f"{remote}{CHECKSUMS}: lists {count} objects, its summary says "
                                f"{cl.header['objects']}")
+        if in_store:
+            objects, size = object_store.verify_objects(storage, remote, keyring, cl.encrypted, full,
+                                                        concurrency, reused)
+            count, total = count + objects, total + size
     return {"objects": count, "size": total}
 
 
@@ -181,7 +193,9 @@ def remove(fmt: str, storage: Storage, remote: str) -> None:
         storage.remove(ARCHIVES[fmt](remote, True))
         storage.remove(ARCHIVES[fmt](remote, False))
     else:
+        # Its own folder; objects of the shared store stay for the sweep (others may use them).
         storage.remove_prefix(remote)
+        storage.remove(object_store.root_path(remote))
 
 
 def download_stream(fmt: str, storage: Storage, remote: str, block: int = BLOCK) -> Iterator[bytes]:

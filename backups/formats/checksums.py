@@ -3,8 +3,10 @@
 One JSON value per line, so it is written and read as a stream whatever the number of objects:
   line 1: {"version": 3, "format", "encrypted", "objects": count, "size": total stored bytes,
            "files", "created", "index": [suffix, size, sha256] (rsync),
+           "store": "objects", "referencedBytes" (rsync version 4: objects in the shared store),
            "kdf": {"salt", "n", "r", "p", "check"} (encrypted only)}
-  then one [suffix, size, sha256] per stored object (rsync: in index order, the index last),
+  then one [suffix, size, sha256] per stored object (rsync: in index order, the index last;
+  version 4: the reference list, then the index; the index vouches for the objects),
   then {"end": true, "mac": hex} ("mac" for encrypted backups only).
 Suffixes are relative to the backup's remote path, so a backup can be moved as a whole.
 
@@ -50,12 +52,14 @@ class ChecksumWriter:
         self.count += 1
         self.size += size
 
-    def commit(self, storage: Storage, remote: str, files: int, index: list | None = None) -> str:
+    def commit(self, storage: Storage, remote: str, files: int, index: list | None = None,
+               extra: dict | None = None) -> str:
         storage.sync()   # every object is durable before the list that vouches for them exists
         header = {"version": LIST_VERSION, "format": self.fmt, "encrypted": self.encrypted,
                   "objects": self.count, "size": self.size, "files": files, "created": int(time.time())}
         if index:
             header["index"] = index
+        header.update(extra or {})
         mac = None
         if self.keyring is not None:
             header["kdf"] = self.keyring.kdf_fields()

@@ -6,30 +6,36 @@ flat whatever the number of files.
 Entry fields: p path, t type (d folder, f file, l symlink, h hard link, n special file), m mode,
 u/g owner, mt mtime (ns); files: s size, ct ctime, i inode, then either h sha256, o object name,
 os/oh stored size and sha256 (a file stored as one object), or c its chunks (version 3, files of
-chunking.CHUNKED_FROM bytes or more: [name, size, stored size, stored sha256] each); l symlink
-target or hard link source; special files: k file type, r device.
+chunking.CHUNKED_FROM bytes or more: [name, size, stored size, stored sha256] each; version 4:
+every file, a small one as its one object, an empty one as []); l symlink target or hard link
+source; special files: k file type, r device.
 
-The first line is {"version": N}: 2 (one object per file) or 3 (large files chunked). Both are
-read; version 3 is written.
+The first line is {"version": N}: 2 (one object per file under the backup), 3 (large files
+chunked under the backup) or 4 (every file's content in the storage's shared object store,
+object_store.py). All three are read; version 4 is written.
 """
+import concurrent.futures
 import hashlib
 import hmac
 import io
 import os
 import re
 import zlib
+from collections import deque
 from collections.abc import Iterator
 
 from backup_storage import Storage, StorageError
 from backup_storage.base import Readable, Writable
 from backups.formats import jsonl
 from backups.formats.checksums import read_checksums
+from backups.formats.chunking import MAX_STORED
 from backups.formats.encryption import HEADER, Decrypter, Encrypter, Keyring, WrongKey
 from backups.formats.streams import BLOCK, Counted, Gunzip, IterReader, Log, blocks, lines, local_copy
 
 INDEX = "index.jsonl.gz"
-VERSION = 3
-READABLE = (2, 3)
+VERSION = 4
+READABLE = (2, 3, 4)
+STORE_FROM = 4   # index versions whose chunk references name objects of the shared store
 _UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -54,15 +60,30 @@ def object_name(path: str, name_key: bytes | None) -> str:
     return "files/" + path
 
 
+def old_object(old: dict | None) -> bool:
+    """Whether `old` (an entry of a version 2 or 3 index: storage input) names an object of its
+    own backup's folder that may be linked: `files/...` without '..', sizes and sha256 well-formed."""
+    if old is None:
+        return False
+    obj, size, sha = old.get("o"), old.get("os"), old.get("oh")
+    return (isinstance(obj, str) and obj.startswith(("files/", "files-x/")) and ".." not in obj.split("/")
+            and "\0" not in obj and isinstance(size, int) and 0 < size <= MAX_STORED
+            and isinstance(sha, str) and len(sha) == 64)
+
+
 class IndexWriter:
     """The index as gzip'ed JSON lines (one entry per line), encrypted when keyed, streamed into
-    a storage writer."""
+    a storage writer. Blocks are compressed, encrypted and written by a thread of its own (zlib,
+    AES and the write release the GIL), so the scan goes on meanwhile: in an incremental backup
+    of unchanged files the index is most of the work left."""
 
     def __init__(self, out: Writable, keyring: Keyring | None) -> None:
         self.counted = Counted(out)
         self.sink = Encrypter(self.counted, keyring) if keyring else self.counted
         self.gz = zlib.compressobj(1, zlib.DEFLATED, 31)
         self.buf, self.buffered = [], 0
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rsync-index")
+        self.jobs = deque()
         self.add({"version": VERSION})
 
     def add(self, entry: dict) -> None:
@@ -72,21 +93,37 @@ class IndexWriter:
         if self.buffered >= BLOCK:
             self._compress()
 
-    def _compress(self):
-        data = self.gz.compress(b"".join(self.buf))
-        self.buf, self.buffered = [], 0
+    def _write(self, block):
+        data = self.gz.compress(block)
         if data:
             self.sink.write(data)
 
+    def _compress(self):
+        block = b"".join(self.buf)
+        self.buf, self.buffered = [], 0
+        while len(self.jobs) >= 2:   # at most two blocks waiting: memory stays flat
+            self.jobs.popleft().result()
+        self.jobs.append(self.pool.submit(self._write, block))
+
+    def abort(self) -> None:
+        """Stop writing (the backup failed): the thread is done before the storage writer goes."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
     def close(self) -> None:
-        self._compress()
+        try:
+            self._compress()
+            while self.jobs:
+                self.jobs.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
         self.sink.write(self.gz.flush())
         if isinstance(self.sink, Encrypter):
             self.sink.close()
 
 
-def index_entries(f: Readable, keyring: Keyring | None, what: str) -> Iterator[dict]:
-    """Entries of an index read from the binary stream f (decrypted when keyed)."""
+def index_entries(f: Readable, keyring: Keyring | None, what: str, info: dict | None = None) -> Iterator[dict]:
+    """Entries of an index read from the binary stream f (decrypted when keyed); `info` gets the
+    index's "version" once its first line is read."""
     dec = Decrypter(keyring, what) if keyring else None
     gunzip = Gunzip()
 
@@ -103,6 +140,8 @@ def index_entries(f: Readable, keyring: Keyring | None, what: str) -> Iterator[d
         first = jsonl.loads(next(rest, b"{}"))
         if not isinstance(first, dict) or first.get("version") not in READABLE:
             raise StorageError(f"{what}: not a Berth rsync index")
+        if info is not None:
+            info["version"] = first["version"]
         for line in rest:
             if line:
                 entry = jsonl.loads(line)
@@ -122,6 +161,7 @@ class PreviousFiles:
         self.tmp = None
         self.salt = None      # the previous backup's key salt, once its index opened with the key
         self.failed = False
+        self.info = {}        # {"version": N} of the previous index once it is open
         if not previous:
             return
         previous = previous.strip("/")
@@ -148,7 +188,7 @@ class PreviousFiles:
         if digest.hexdigest() != sha:
             self.log(f"rsync: previous backup {previous} has a damaged index; uploading everything")
             return
-        self.entries = index_entries(self.tmp, keyring, f"backup {previous}")
+        self.entries = index_entries(self.tmp, keyring, f"backup {previous}", self.info)
         self.remote = previous
         self._advance()
         if keyring is not None and not self.failed:
@@ -163,20 +203,37 @@ class PreviousFiles:
             while True:
                 e = next(self.entries, None)
                 if e is None or e["t"] == "f":
-                    self.cur = (e, order_key(e["p"])) if e else None
+                    self.cur = (e, None) if e else None   # its order key: made when it is needed
                     return
         except StorageError as e:
             self.log(f"rsync: the previous index is unreadable ({e}); uploading the rest")
             self.cur = None
             self.failed = True
 
+    @property
+    def in_store(self) -> bool:
+        """Whether the previous backup's chunk references name objects of the shared store."""
+        return self.info.get("version", 0) >= STORE_FROM
+
     def find(self, path: str) -> dict | None:
+        cur = self.cur
+        if cur is not None and cur[0]["p"] == path:   # the usual case: the same file next in both
+            e = cur[0]
+            self._advance()
+            return e
         key = order_key(path)
-        while self.cur is not None and self.cur[1] < key:
+        while self.cur is not None and self._key() < key:
             self._advance()
         if self.cur is not None and self.cur[0]["p"] == path:
-            return self.cur[0]
+            e = self.cur[0]
+            self._advance()
+            return e
         return None
+
+    def _key(self):
+        if self.cur[1] is None:
+            self.cur = (self.cur[0], order_key(self.cur[0]["p"]))
+        return self.cur[1]
 
     def close(self) -> None:
         if self.tmp:

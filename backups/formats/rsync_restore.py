@@ -10,7 +10,10 @@ are skipped and setuid/setgid bits cleared unless the restore is `privileged` (d
 A chunked file (index version 3) is its chunks in order: each reference is checked as hostile
 input (chunking.check_refs: a name is a hash, never a path), each chunk's stored bytes against
 the checksum list, and its plaintext against its name (BLAKE3, keyed with a key), so a
-chunk swapped for another of the same backup is refused too.
+chunk swapped for another of the same backup is refused too. In a version 4 index every file is
+a list of such references to the shared object store (object_store.py), checked the same way,
+the stored size and sha256 against the reference itself (the index is vouched for by the
+checksum list, whose MAC covers it when encrypted).
 """
 import concurrent.futures
 import hashlib
@@ -21,10 +24,10 @@ import threading
 from collections import deque
 
 from backup_storage import Storage, StorageError
-from backups.formats import chunking, dirfds
+from backups.formats import chunking, dirfds, object_store
 from backups.formats.checksums import BackupRefused, ChecksumList
 from backups.formats.encryption import Decrypter
-from backups.formats.rsync_index import index_entries
+from backups.formats.rsync_index import STORE_FROM, index_entries
 from backups.formats.streams import Log, Progress, blocks, local_copy, mb
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -51,6 +54,7 @@ class _Restore:
         self.walker = self.sources = None
         self.chunk_key = None
         self.listed = {}   # chunk name -> (stored size, sha256) from the checksum list
+        self.in_store = False   # a version 4 index: file content is in the shared object store
 
     def run(self, cl):
         if self.keyring is not None:
@@ -68,12 +72,17 @@ class _Restore:
                     raise StorageError(f"{self.remote}{suffix}: checksum mismatch "
                                        "(the stored index was modified or corrupted)")
                 index_file.seek(0)
-                entries = index_entries(index_file, self.keyring, self.what)
+                info = {}
+                entries = index_entries(index_file, self.keyring, self.what, info)
                 first = next(entries, None)   # decrypts the header: a wrong key stops here, dest untouched
+                self.in_store = info.get("version", 0) >= STORE_FROM
                 created = dirfds.prepare_dest(self.dest_dir)
                 sums = cl.entries()
                 self._restore(itertools.chain([first] if first else [], entries), sums)
-                if list(sums) != [(suffix, index_size, index_sha)]:
+                rest = list(sums)
+                if self.in_store and len(rest) == 2 and rest[0][0] == "/" + object_store.REFS:
+                    rest = rest[1:]
+                if rest != [(suffix, index_size, index_sha)]:
                     raise StorageError(f"{self.what}: the checksum list does not match the index")
             ok = True
         except OSError as e:
@@ -140,12 +149,14 @@ class _Restore:
                     os.close(fd)
 
     def _start_file(self, e, rel, sums, pool):
-        if "c" in e:
-            return self._start_chunked(e, rel, sums, pool)
+        chunked = "c" in e or self.in_store
         obj = e.get("o")
-        if not isinstance(obj, str) or not obj.startswith(("files/", "files-x/")):
-            raise BackupRefused(f"{self.what}: the index names an object outside the backup: {obj!r}")
-        dirfds.safe_rel(obj)
+        if obj is not None or not chunked:
+            if not isinstance(obj, str) or not obj.startswith(("files/", "files-x/")):
+                raise BackupRefused(f"{self.what}: the index names an object outside the backup: {obj!r}")
+            dirfds.safe_rel(obj)
+        if chunked:   # an object name beside chunks (or in a version 4 index) is refused there
+            return self._start_chunked(e, rel, sums, pool)
         listed = next(sums, None)
         if listed is None or listed[0] != "/" + obj:
             raise StorageError(f"{self.what}: the checksum list does not match the index")
@@ -183,8 +194,8 @@ class _Restore:
     def _start_chunked(self, e, rel, sums, pool):
         if "o" in e:
             raise BackupRefused(f"{self.what}: the index gives {e['p']!r} both an object and chunks")
-        refs = chunking.check_refs(e["c"], e["s"])
-        for name, _, size, sha in refs:
+        refs = chunking.check_refs(e.get("c"), e["s"])
+        for name, _, size, sha in ([] if self.in_store else refs):
             path = "/" + chunking.chunk_path(name)
             if name not in self.listed:
                 listed = next(sums, None)
@@ -214,6 +225,10 @@ class _Restore:
     def _chunk(self, e, name, plain_size, size_expected, sha_expected):
         """The plaintext of one chunk, read whole (at most chunking.MAX bytes) and checked: stored
         size and sha256 as listed, plaintext as named."""
+        if self.in_store:
+            return object_store.load(self.storage, name, self.keyring, self.chunk_key, f"{self.what}: {e['p']}",
+                                     plain_size=plain_size, stored_size=size_expected,
+                                     stored_sha=sha_expected)[0]
         path = f"{self.remote}/{chunking.chunk_path(name)}"
         stored, size, parts = hashlib.sha256(), 0, []
         dec = Decrypter(self.keyring, f"{self.what}: {e['p']}") if self.keyring else None

@@ -279,6 +279,13 @@ def test_rsync_backups_upload_only_changes_and_restore_exactly(env, folder):
         assert {b["format"] for b in backups} == {"rsync"}
         r = env.api.get(f"/backups/{second['backupId']}/download")
         assert r.status_code == 400 and "rsync" in r.json()["message"], r.text
+        # Retention (0 s: each app's newest backup stays) removes the first; the sweep of the
+        # shared object store then keeps every object the second references (restored below).
+        set_config(env.api, config(folder, format="rsync", retentionSecs=0))
+        cleaned = env.run(env.api.post("/backups/cleanup"))
+        assert cleaned["success"] and first["backupId"] in cleaned["result"]["removed"], cleaned
+        assert cleaned["result"]["sweep"]["outcome"] == "ok", cleaned
+        assert [b["id"] for b in app_backups(env, app["id"])] == [second["backupId"]]
 
         mutate(data)
         task = env.run(env.api.post(f"/apps/{app['id']}/restore", json={"backupId": second["backupId"]}))

@@ -118,6 +118,18 @@ def test_writing_again_replaces_the_object(backend):
     assert st.get_bytes("x/y") == b"second" and st.size("x/y") == 6
 
 
+def test_create_never_replaces_an_object(backend):
+    """create() is how the rsync object store writes: the first complete object stays, a second
+    create of the same path writes nothing and leaves no temporary object behind."""
+    storage = backend.storage
+    assert storage.create("objects/ab/cd", b"first") is True
+    assert storage.create("objects/ab/cd", b"second, longer") is False
+    storage.sync()
+    assert storage.get_bytes("objects/ab/cd") == b"first"
+    assert storage.list("objects") == ["objects/ab/cd"]
+    assert len(backend.raw()) == 1 and not backend.pending_uploads()
+
+
 def test_a_failed_write_leaves_nothing(backend):
     st = backend.storage
     st.put_bytes("keep", b"old")

@@ -3,6 +3,7 @@ server, restored and compared byte for byte, mode for mode, owner for owner and 
 import hashlib
 import os
 import random
+import shutil
 import stat
 import subprocess
 
@@ -10,7 +11,7 @@ import pytest
 
 import backup_storage as bs
 from backups import formats as bf
-from backups.formats import rsync_index, streams
+from backups.formats import object_store, rsync_index, streams
 from support.harness import tmpfs
 
 ROOT = os.geteuid() == 0
@@ -172,7 +173,9 @@ def test_round_trip(fmt, key, storage, tree, tmp_path):
     assert r["checksums"] == "2026/app_one.checksums.json"
     names = stored_files(storage)
     assert names[-1] == "2026/app_one.checksums.json" or "2026/app_one.checksums.json" in names
-    assert r["size"] == sum(storage.size(n) for n in names if not n.endswith(".checksums.json"))
+    # (an rsync backup's registration in the object store, objects/roots/, is not part of it)
+    assert r["size"] == sum(storage.size(n) for n in names
+                            if not n.endswith(".checksums.json") and not n.startswith("objects/roots/"))
     assert r["uploadedBytes"] == r["size"]
     # smalls, large, odd names, modes, hl/a + hl/b, 4 symlinks, the fifo: every non-folder entry
     assert r["files"] == len(smalls) + 1 + 7 + 6 + 2 + 4 + 1
@@ -185,13 +188,16 @@ def test_round_trip(fmt, key, storage, tree, tmp_path):
         with storage.reader(names[-1]) as f:
             head = f.read(1 << 20)
         assert b"dir00" not in head and b"ustar" not in head
-    assert bf.verify(fmt, storage, "2026/app_one", key=key) == {"objects": len(names) - 1, "size": r["size"]}
+    objects = [n for n in names if not n.startswith("objects/roots/")]
+    assert bf.verify(fmt, storage, "2026/app_one", key=key) == {"objects": len(objects) - 1, "size": r["size"]}
     dest = str(tmp_path / "restored")
     out = bf.unpack(fmt, storage, "2026/app_one", dest, key=key, log=QUIET)
     assert out["format"] == fmt
     assert_same_tree(src, dest)
     assert snapshot(src) == before   # the backup changed nothing in the source
     bf.remove(fmt, storage, "2026/app_one")
+    if fmt == "rsync":   # its objects stay in the shared store until a sweep finds them unreferenced
+        assert bf.sweep(storage, QUIET)["removed"] == len(objects) - 3
     assert stored_files(storage) == []
 
 
@@ -243,41 +249,46 @@ def test_rsync_second_backup_uploads_only_what_changed(key, storage, tmp_path):
     second = bf.pack("rsync", src, storage, "two", key=key, previous="one", log=QUIET, concurrency=3)
     assert second["uploadedFiles"] == len(sizes) == 3
     assert second["copiedFiles"] == first["uploadedFiles"] - 3
+    stored = second["indexBytes"] + second["refsBytes"]
     if key:
         overhead = bf.HEADER.size + bf.TAG   # per small object: header + one chunk tag
-        assert second["uploadedBytes"] == sum(sizes.values()) + 3 * overhead + second["indexBytes"]
+        assert second["uploadedBytes"] == sum(sizes.values()) + 3 * overhead + stored
     else:
-        assert second["uploadedBytes"] == sum(sizes.values()) + second["indexBytes"]
+        assert second["uploadedBytes"] == sum(sizes.values()) + stored
     assert second["uploadedBytes"] < first["uploadedBytes"] * 0.05
-    if storage.provider == "filesystem":
-        one, two = bs.FilesystemStorage(storage.root), storage
-        by_path = {}
-        for remote in ("one", "two"):
-            index_suffix = bf.read_checksums(storage, remote)["index"][0]
-            with streams.local_copy(storage, remote + index_suffix) as f:
-                entries = rsync_index.index_entries(f, bf.Keyring(key) if key else None, remote)
-                by_path[remote] = {e["p"]: e["o"] for e in entries if e["t"] == "f"}
-        for rel, obj in by_path["two"].items():
-            ino_two = os.stat(two.local_path(f"two/{obj}")).st_ino
-            ino_one = os.stat(one.local_path(f"one/{by_path['one'][rel]}")).st_ino
-            assert (ino_one == ino_two) == (rel not in sizes), rel   # unchanged files are hard links
+    by_path = {}
+    for remote in ("one", "two"):
+        index_suffix = bf.read_checksums(storage, remote)["index"][0]
+        with streams.local_copy(storage, remote + index_suffix) as f:
+            entries = rsync_index.index_entries(f, bf.Keyring(key) if key else None, remote)
+            by_path[remote] = {e["p"]: e["c"] for e in entries if e["t"] == "f"}
+    for rel, refs in by_path["two"].items():
+        # an unchanged file names the very objects of the first backup: nothing written for it
+        assert (refs == by_path["one"][rel]) == (rel not in sizes), rel
     dest = str(tmp_path / "restored")
     bf.unpack("rsync", storage, "two", dest, key=key, log=QUIET)
     assert_same_tree(src, dest)
-    # The first backup is intact, and removing it leaves the second whole (links, copies).
+    # The first backup is intact, and removing it (and sweeping the store) leaves the second whole.
     bf.remove("rsync", storage, "one")
-    assert bf.verify("rsync", storage, "two", key=key)["objects"] == first["uploadedFiles"] + 1
+    assert bf.sweep(storage, QUIET)["outcome"] == "ok"
+    bf.verify("rsync", storage, "two", key=key)
+    shutil.rmtree(dest)
+    bf.unpack("rsync", storage, "two", dest, key=key, log=QUIET)
+    assert_same_tree(src, dest)
 
 
-def test_rsync_no_hardlinks_copies(tmp_path):
+def test_rsync_no_hardlinks_stores_each_object_once(tmp_path):
+    """Without hard links a second backup used to copy every unchanged file; with the shared
+    store it writes nothing but its index and reference list."""
     storage = bs.FilesystemStorage(str(tmp_path / "store"), no_hardlinks=True)
     src = str(tmp_path / "src")
     build_tree(src, small=30, large=0)
     first = bf.pack("rsync", src, storage, "one", log=QUIET)
+    objects = storage.list("objects")
     second = bf.pack("rsync", src, storage, "two", previous="one", log=QUIET)
     assert second["uploadedFiles"] == 0 and second["copiedFiles"] == first["uploadedFiles"]
-    a, b = storage.local_path("one/files/dir00/f000.dat"), storage.local_path("two/files/dir00/f000.dat")
-    assert os.stat(a).st_ino != os.stat(b).st_ino and open(a, "rb").read() == open(b, "rb").read()
+    assert second["uploadedObjects"] == 0
+    assert set(storage.list("objects")) - set(objects) == {object_store.root_path("two")}
     bf.verify("rsync", storage, "two")
 
 
@@ -302,8 +313,10 @@ def test_verify_and_restore_detect_a_tampered_object(fmt, key, storage, tmp_path
     build_tree(src, small=20, large=300_000)
     bf.pack(fmt, src, storage, "b", key=key, log=QUIET)
     bf.verify(fmt, storage, "b", key=key)
-    victim = [n for n in storage.list("") if n.endswith((".tar.gz", ".tar.zst", ".enc")) or "large.bin" in n
-              or (fmt == "rsync" and key and storage.size(n) > 200_000)][0]
+    if fmt == "rsync":
+        victim = [n for n in storage.list("objects") if storage.size(n) > 200_000][0]
+    else:
+        victim = [n for n in storage.list("") if n.endswith((".tar.gz", ".tar.zst", ".enc"))][0]
     _tamper(storage, s3, victim)
     with pytest.raises(bs.StorageError, match="checksum mismatch"):
         bf.verify(fmt, storage, "b", key=key)
@@ -355,7 +368,14 @@ def test_full_disk_fails_with_the_storage_message_and_leaves_nothing(fmt, tmp_pa
         with pytest.raises(bs.StorageError, match="No space left on device") as e:
             bf.pack(fmt, src, storage, "2026/box", log=QUIET)
         assert e.value.status == 424
-        assert [f for _, _, fs in os.walk(disk) for f in fs] == []   # no partial object, no temp file
+        left = [os.path.relpath(os.path.join(d, f), disk) for d, _, fs in os.walk(disk) for f in fs]
+        # No partial object, no temp file; rsync's complete objects wait in the shared store for
+        # the sweep, which removes them (no backup references them).
+        assert all(fmt == "rsync" and p.startswith("backups/objects/") and ".berth-tmp-" not in p for p in left)
+        if fmt == "rsync":
+            assert not [p for p in left if p.startswith("backups/objects/roots/")]
+            assert bf.sweep(storage, QUIET)["outcome"] == "ok"
+            assert [f for _, _, fs in os.walk(disk) for f in fs] == []
         assert bf.read_checksums(storage, "2026/box") is None
 
 

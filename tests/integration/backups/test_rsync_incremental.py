@@ -1,8 +1,8 @@
-"""Incremental rsync backups (index version 3): a change costs what changed (an append to a large
-file stores its last chunks only), every backup restores byte for byte, removing older backups
-leaves newer ones whole, encrypted chunks hide their content, backups of the previous format
-(version 2) still restore and serve as the previous backup, and chunk references in an index are
-treated as the hostile input they can be."""
+"""Incremental rsync backups (index version 4, the shared object store): a change costs what
+changed (an append to a large file stores its last chunks only), every backup restores byte for
+byte, removing older backups (and sweeping the store) leaves newer ones whole, encrypted chunks
+hide their content, backups of an earlier format (version 2) still restore and serve as the
+previous backup, and chunk references in an index are treated as the hostile input they can be."""
 import gzip
 import hashlib
 import json
@@ -15,7 +15,7 @@ import pytest
 
 import backup_storage as bs
 from backups import formats as bf
-from backups.formats import chunking, rsync_index, streams
+from backups.formats import chunking, object_store, rsync_index, streams
 from support.data_tree import snapshot
 
 QUIET = lambda message: None  # noqa: E731
@@ -89,11 +89,9 @@ def test_rsync_append_edit_add_remove_chmod_store_what_changed(provider, key, re
     assert third["uploadedChunks"] <= 2 and third["uploadedFiles"] == 1
     three = snapshot(src, skip=(), with_root=True)
 
-    if storage.provider == "filesystem" and not key:
-        ino = lambda remote, name: os.stat(storage.local_path(f"{remote}/{chunking.chunk_path(name)}")).st_ino  # noqa: E731
-        a, b = _index(storage, "one")["app/logs/app.log"]["c"], _index(storage, "two")["app/logs/app.log"]["c"]
-        assert all(ino("one", r[0]) == ino("two", r[0]) for r in a[:-1])   # unchanged chunks: hard links
-        assert [r[:2] for r in a[:-1]] == [r[:2] for r in b[:len(a) - 1]]
+    a = _index(storage, "one", key)["app/logs/app.log"]["c"]
+    b = _index(storage, "two", key)["app/logs/app.log"]["c"]
+    assert a[:-1] == b[:len(a) - 1]   # unchanged chunks: the very objects of the first backup
     for remote, expected in (("one", one), ("two", two), ("three", three)):
         bf.verify("rsync", storage, remote, key=key)
         _restore_same(storage, remote, expected, tmp_path, key)
@@ -101,8 +99,8 @@ def test_rsync_append_edit_add_remove_chmod_store_what_changed(provider, key, re
 
 @pytest.mark.parametrize("no_hardlinks", [False, True], ids=["hard-links", "copies"])
 def test_rsync_removing_older_backups_keeps_the_chunks_newer_ones_use(no_hardlinks, tmp_path):
-    """Retention removes a backup with its own folder: each backup holds its own links (or
-    copies) of every chunk it uses, so a newer one never loses one."""
+    """Retention removes a backup's own folder; the sweep then removes only the objects no
+    remaining backup references, so a newer one never loses one."""
     storage = bs.FilesystemStorage(str(tmp_path / "store"), no_hardlinks=no_hardlinks)
     src = _tree(str(tmp_path / "src"))
     bf.pack("rsync", src, storage, "2026-01/app_a", log=QUIET)
@@ -114,7 +112,12 @@ def test_rsync_removing_older_backups_keeps_the_chunks_newer_ones_use(no_hardlin
     expected = snapshot(src, skip=(), with_root=True)
     bf.remove("rsync", storage, "2026-01/app_a")
     bf.remove("rsync", storage, "2026-02/app_a")
-    assert not [p for p in storage.list("") if not p.startswith("2026-03/")]
+    swept = bf.sweep(storage, QUIET)
+    assert swept["outcome"] == "ok" and swept["removed"] >= 1 and swept["backups"] == 1
+    left = [p for p in storage.list("") if not p.startswith("2026-03/")]
+    names = {n for n, _, _ in object_store.read_refs(storage, "2026-03/app_a")}
+    assert sorted(left) == sorted([object_store.root_path("2026-03/app_a")]
+                                  + [object_store.object_path(n) for n in names])
     bf.verify("rsync", storage, "2026-03/app_a")
     _restore_same(storage, "2026-03/app_a", expected, tmp_path)
 
@@ -128,7 +131,8 @@ def test_rsync_encrypted_chunks_hide_their_content_and_names(tmp_path):
     with open(os.path.join(src, "secret.db"), "wb") as f:
         f.write(body)
     bf.pack("rsync", src, storage, "enc", key="pw", log=QUIET)
-    chunk_names = {p.split("/", 2)[2].replace("/", "") for p in storage.list("enc/chunks")}
+    chunk_names = {p[len("objects/"):].replace("/", "") for p in storage.list("objects")
+                   if not p.startswith("objects/roots/")}
     assert chunk_names
     plain_names = {chunking.name_of(c, None) for c in _plain_chunks(body)}
     plain_names |= {hashlib.sha256(c).hexdigest() for c in _plain_chunks(body)}
@@ -185,16 +189,23 @@ def test_rsync_v2_backups_still_restore_and_serve_as_previous(v2_store, tmp_path
         bf.unpack("rsync", v2_store, "v2/encrypted", str(enc), key="new password", log=QUIET)
     bf.unpack("rsync", v2_store, "v2/encrypted", str(enc), key="old password", log=QUIET)
     assert (enc / "data" / "sub" / "small.txt").read_bytes() == b"small file\n"
-    # A version 3 backup against the version 2 one: the same small file is linked, the log chunked.
-    new = bf.pack("rsync", str(dest), v2_store, "v3/plain", previous="v2/plain", log=QUIET)
+    # A version 4 backup against the version 2 one: the same small file is linked into the store
+    # (not uploaded again), the log chunked.
+    new = bf.pack("rsync", str(dest), v2_store, "v4/plain", previous="v2/plain", log=QUIET)
     assert new["copiedFiles"] >= 1 and new["uploadedChunks"] >= 1
-    assert _index(v2_store, "v3/plain")["data/app.log"]["c"]
+    assert _index(v2_store, "v4/plain")["data/app.log"]["c"]
     expected = snapshot(str(dest), skip=(), with_root=True)
-    _restore_same(v2_store, "v3/plain", expected, tmp_path)
-    new_enc = bf.pack("rsync", str(enc), v2_store, "v3/enc", key="old password", previous="v2/encrypted",
+    _restore_same(v2_store, "v4/plain", expected, tmp_path)
+    new_enc = bf.pack("rsync", str(enc), v2_store, "v4/enc", key="old password", previous="v2/encrypted",
                       log=QUIET)
     assert new_enc["copiedFiles"] >= 1
-    _restore_same(v2_store, "v3/enc", snapshot(str(enc), skip=(), with_root=True), tmp_path, "old password")
+    _restore_same(v2_store, "v4/enc", snapshot(str(enc), skip=(), with_root=True), tmp_path, "old password")
+    # The version 2 backups stay whole when version 4 ones are swept away, and vice versa.
+    bf.remove("rsync", v2_store, "v4/plain")
+    assert bf.sweep(v2_store, QUIET)["outcome"] == "ok"
+    _restore_same(v2_store, "v4/enc", snapshot(str(enc), skip=(), with_root=True), tmp_path, "old password")
+    bf.unpack("rsync", v2_store, "v2/plain", str(tmp_path / "again"), log=QUIET)
+    assert (tmp_path / "again" / "data" / "app.log").read_bytes() == b"an old log line\n" * 300_000
 
 
 # ---- hostile chunk references ----------------------------------------------------------------------
@@ -270,8 +281,8 @@ def test_rsync_restore_refuses_a_chunk_swapped_for_another(tmp_path):
     bf.pack("rsync", src, storage, "evil", log=QUIET)
     refs = _index(storage, "evil")["big"]["c"]
     victim, donor = refs[0], refs[1]
-    donor_bytes = storage.get_bytes(f"evil/{chunking.chunk_path(donor[0])}")
-    with open(storage.local_path(f"evil/{chunking.chunk_path(victim[0])}"), "wb") as f:
+    donor_bytes = storage.get_bytes(object_store.object_path(donor[0]))
+    with open(storage.local_path(object_store.object_path(victim[0])), "wb") as f:
         f.write(donor_bytes)
     forged = [len(donor_bytes), hashlib.sha256(donor_bytes).hexdigest()]
 
@@ -290,28 +301,26 @@ def test_rsync_restore_refuses_a_chunk_swapped_for_another(tmp_path):
     assert not (tmp_path / "dest").exists()
 
 
-
-def test_rsync_verify_reads_back_what_the_backup_wrote_and_checks_what_it_linked(tmp_path):
-    """pack lists the objects it linked from the previous backup; verify checks those by presence
-    and size (their bytes were read back when the previous backup was verified) and re-reads the
-    rest: a corrupted new object still fails, a linked one truncated or gone fails too."""
-    storage = bs.FilesystemStorage(str(tmp_path / "store"), no_hardlinks=True)
+def test_rsync_verify_reads_back_what_the_backup_wrote_and_checks_what_it_reuses(tmp_path):
+    """pack lists the objects it reuses from the store; verify checks those by presence and size
+    (their bytes were read back when they were written) and re-reads the rest: a corrupted new
+    object still fails, a reused one truncated or gone fails too, and so does a reference list
+    that misses an object of the index (the sweep would remove it)."""
+    storage = bs.FilesystemStorage(str(tmp_path / "store"))
     src = _tree(str(tmp_path / "src"))
     bf.pack("rsync", src, storage, "one", log=QUIET)
     with open(os.path.join(src, "app", "f07.dat"), "wb") as f:
         f.write(b"changed" * 100)
     second = bf.pack("rsync", src, storage, "two", previous="one", log=QUIET)
     reused = frozenset(second["reused"])
-    index = bf.read_checksums(storage, "two")["index"][0]
-    with bf.ChecksumList(storage, "two", "rsync") as cl:
-        listed = {entry[0] for entry in cl.entries()}
-    assert len(reused) >= 40 and reused < listed and index not in reused
+    listed = {name for name, _, _ in object_store.read_refs(storage, "two")}
+    assert len(reused) >= 40 and reused < listed
     assert bf.verify("rsync", storage, "two", reused=reused) == bf.verify("rsync", storage, "two")
-    changed = [s for s in listed - reused if s != index]
-    assert len(changed) == 1   # f07.dat, the one object this backup wrote besides its index
+    changed = sorted(listed - reused)
+    assert len(changed) == 1   # f07.dat, the one object this backup wrote
 
-    def rewrite(suffix, how):
-        path = storage.local_path("two" + suffix)
+    def rewrite(name, how):
+        path = storage.local_path(object_store.object_path(name))
         with open(path, "rb") as f:
             data = f.read()
         with open(path, "wb") as f:
@@ -324,10 +333,29 @@ def test_rsync_verify_reads_back_what_the_backup_wrote_and_checks_what_it_linked
         bf.verify("rsync", storage, "two", reused=reused)
     with open(path, "wb") as f:
         f.write(data)
-    # A linked object truncated, then gone: refused by its size, then by its absence.
-    path, _ = rewrite(min(reused), lambda d: d[:-1])
+    # A reused object truncated, then gone: refused by its size, then by its absence.
+    path, whole = rewrite(min(reused), lambda d: d[:-1])
     with pytest.raises(bs.StorageError, match="size"):
         bf.verify("rsync", storage, "two", reused=reused)
     os.unlink(path)
     with pytest.raises(bs.StorageError):
         bf.verify("rsync", storage, "two", reused=reused)
+    with open(path, "wb") as f:
+        f.write(whole)
+    bf.verify("rsync", storage, "two", reused=reused)
+    # A reference list without one of the index's objects: refused (the list matches the checksum
+    # list, as whoever writes to an unencrypted storage can arrange).
+    refs_path = storage.local_path(f"two/{object_store.REFS}")
+    with open(refs_path, "rb") as f:
+        data = f.read()[72:]   # the first record (name, stored size, stored sha256) dropped
+    with open(refs_path, "wb") as f:
+        f.write(data)
+    list_path = storage.local_path("two" + bf.CHECKSUMS)
+    with open(list_path) as f:
+        rows = [json.loads(line) for line in f]
+    rows = [["/" + object_store.REFS, len(data), hashlib.sha256(data).hexdigest()]
+            if isinstance(r, list) and r[0] == "/" + object_store.REFS else r for r in rows]
+    with open(list_path, "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(bs.StorageError, match="reference list does not hold"):
+        bf.verify("rsync", storage, "two")
