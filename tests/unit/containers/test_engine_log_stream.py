@@ -182,3 +182,14 @@ def test_unreachable_engine_is_a_container_error(tmp_path):
             pass
     with pytest.raises(ContainerError, match="Docker engine not reachable"):
         asyncio.run(main())
+
+
+def test_a_container_printing_without_newlines_keeps_the_buffer_bounded():
+    from containers import container_logs
+    parser = container_logs.EngineLogParser(multiplexed=False)
+    got = []
+    for _ in range(40):
+        got += parser.feed(b"x" * 10_000)
+    assert got and all(len(text) <= container_logs.MAX_LINE + 10_000 for _, text in got)
+    assert len(parser._text) <= container_logs.MAX_LINE
+    assert sum(len(text) for _, text in got) + len(parser._text) == 400_000
