@@ -30,21 +30,19 @@ caller says the data is trusted (`privileged=True`), and a caller that knows whe
 was encrypted passes `expect_encrypted`, so one swapped for an unencrypted one in the storage is
 refused (BackupRefused) before anything is written.
 """
-import concurrent.futures
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterable, Iterator
 
 from backup_storage import Storage, StorageError
 from backups.formats import object_store
-from backups.formats.checksums import CHECKSUMS, BackupRefused, ChecksumList, read_checksums
+from backups.formats.checksums import CHECKSUMS, BackupRefused, ChecksumList, check_stored, read_checksums
 from backups.formats.encryption import CHUNK, HEADER, MAGIC, TAG, Keyring, WrongKey
 from backups.formats.object_store import sweep
 from backups.formats.rsync import pack_rsync
 from backups.formats.rsync_index import INDEX
 from backups.formats.rsync_restore import unpack_rsync
-from backups.formats.streams import BLOCK, Log, blocks, bounded, read_exact
+from backups.formats.streams import BLOCK, Log, blocks, read_exact
 from backups.formats.tgz import archive_path, pack_tgz, unpack_tgz
 from backups.formats.zstd import archive_path as zstd_archive_path
 from backups.formats.zstd import pack_zstd, unpack_zstd
@@ -138,42 +136,8 @@ def verify(fmt: str, storage: Storage, remote: str, key: str | None = None, full
                 keyring.open_header(read_exact(r, HEADER.size), f"backup {remote}")
         in_store = fmt == "rsync" and cl.header.get("store") == object_store.STORE
 
-        def present(item):
-            suffix, size_expected, _ = item
-            size = storage.size(remote + suffix)
-            if size != size_expected:
-                raise StorageError(f"{remote}{suffix}: size {size} differs from the checksum list ({size_expected})")
-            return size
-
-        def check(item):
-            if not full:
-                return present(item)
-            suffix, size_expected, sha_expected = item
-            path = remote + suffix
-            sha, size = hashlib.sha256(), 0
-            with storage.reader(path) as r:
-                for chunk in blocks(r):
-                    sha.update(chunk)
-                    size += len(chunk)
-            if size != size_expected or sha.hexdigest() != sha_expected:
-                raise StorageError(f"{path}: checksum mismatch (the stored object was modified or corrupted)")
-            return size
-
-        total = count = 0
-
-        def to_read():
-            nonlocal total, count
-            for item in cl.entries():
-                if item[0] in reused:   # a stat (or HEAD) here costs less than a thread task
-                    total += present(item)
-                    count += 1
-                else:
-                    yield item
-
-        with concurrent.futures.ThreadPoolExecutor(max(1, concurrency)) as pool:
-            for size in bounded(pool, check, to_read(), 4 * max(1, concurrency)):
-                total += size
-                count += 1
+        listed = ((suffix, remote + suffix, size, sha) for suffix, size, sha in cl.entries())
+        count, total = check_stored(storage, listed, full, reused, concurrency, "checksum list")
         if count != cl.header["objects"]:
             raise StorageError(f"{remote}{CHECKSUMS}: lists {count} objects, its summary says "
                                f"{cl.header['objects']}")

@@ -17,6 +17,8 @@ and hashes: the restore checks the MAC before it uses a single line. Version 2 l
 the MAC) are still read when unencrypted; an encrypted version 2 list is refused, since nothing
 would tell it from a forged one.
 """
+import concurrent.futures
+import hashlib
 import hmac
 import json
 import tempfile
@@ -26,7 +28,7 @@ from collections.abc import Iterator
 from backup_storage import Storage, StorageError
 from backups.formats import jsonl
 from backups.formats.encryption import Keyring, WrongKey
-from backups.formats.streams import blocks, lines, local_copy
+from backups.formats.streams import blocks, bounded, lines, local_copy
 
 CHECKSUMS = ".checksums.json"
 LIST_VERSION = 3
@@ -198,3 +200,47 @@ class ChecksumList:
             if listed == suffix:
                 return size, sha
         raise StorageError(f"{self.path} does not list {self.remote}{suffix}")
+
+
+def check_stored(storage: Storage, items: Iterator[tuple[str, str, int, str]], full: bool, reused: frozenset,
+                 concurrency: int, listed_in: str) -> tuple[int, int]:
+    """The verify stage's check of stored objects, each item (key, path, size, sha256): read
+    back against its size and sha256 in `concurrency` threads, or only found with its size
+    (full=False, or its key in `reused`: bytes the previous backup's verify already read).
+    `listed_in` names the list the figures come from, for the error. Returns (objects, bytes);
+    StorageError on the first mismatch or missing object."""
+    def present(path, size_expected):
+        size = storage.size(path)
+        if size != size_expected:
+            raise StorageError(f"{path}: size {size} differs from the {listed_in} ({size_expected})")
+        return size
+
+    def check(item):
+        _, path, size_expected, sha_expected = item
+        if not full:
+            return present(path, size_expected)
+        sha, size = hashlib.sha256(), 0
+        with storage.reader(path) as r:
+            for chunk in blocks(r):
+                sha.update(chunk)
+                size += len(chunk)
+        if size != size_expected or sha.hexdigest() != sha_expected:
+            raise StorageError(f"{path}: checksum mismatch (the stored object was modified or corrupted)")
+        return size
+
+    total = count = 0
+
+    def to_read():
+        nonlocal total, count
+        for item in items:
+            if item[0] in reused:   # a stat (or HEAD) here costs less than a thread task
+                total += present(item[1], item[2])
+                count += 1
+            else:
+                yield item
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, concurrency)) as pool:
+        for size in bounded(pool, check, to_read(), 4 * max(1, concurrency)):
+            total += size
+            count += 1
+    return count, total

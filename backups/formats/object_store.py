@@ -29,7 +29,6 @@ not have, its index and its reference list; an unchanged file costs a stat and a
 A consequence: a version 4 backup is its folder plus the objects it references, so copying a
 backup elsewhere means copying `objects/` too (restores from the same storage are unaffected).
 """
-import concurrent.futures
 import hashlib
 import io
 import json
@@ -41,10 +40,10 @@ from collections.abc import Iterable
 from backup_storage import Storage, StorageError
 from backup_storage.base import clean_path
 from backups.formats import chunking
-from backups.formats.checksums import CHECKSUMS, read_checksums
+from backups.formats.checksums import CHECKSUMS, check_stored, read_checksums
 from backups.formats.encryption import Decrypter, Encrypter, Keyring
 from backups.formats.rsync_index import index_entries
-from backups.formats.streams import Log, blocks, bounded, local_copy
+from backups.formats.streams import Log, blocks, local_copy
 
 STORE = "objects"
 ROOTS = f"{STORE}/roots"
@@ -355,39 +354,5 @@ def verify_objects(storage: Storage, remote: str, keyring: Keyring | None, encry
                         raise StorageError(f"backup {remote}: its reference list does not hold object "
                                            f"{ref[0]} of its index")
 
-    def present(path, size_expected):
-        size = storage.size(path)
-        if size != size_expected:
-            raise StorageError(f"{path}: size {size} differs from the reference list ({size_expected})")
-        return size
-
-    def check(item):
-        name, (size_expected, sha_expected) = item
-        path = object_path(name)
-        if not full:
-            return present(path, size_expected)
-        sha, size = hashlib.sha256(), 0
-        with storage.reader(path) as r:
-            for chunk in blocks(r):
-                sha.update(chunk)
-                size += len(chunk)
-        if size != size_expected or sha.hexdigest() != sha_expected:
-            raise StorageError(f"{path}: checksum mismatch (the stored object was modified or corrupted)")
-        return size
-
-    total = count = 0
-
-    def to_read():
-        nonlocal total, count
-        for item in listed.items():
-            if item[0] in reused:   # a stat (or HEAD) here costs less than a thread task
-                total += present(object_path(item[0]), item[1][0])
-                count += 1
-            else:
-                yield item
-
-    with concurrent.futures.ThreadPoolExecutor(max(1, concurrency)) as pool:
-        for size in bounded(pool, check, to_read(), 4 * max(1, concurrency)):
-            total += size
-            count += 1
-    return count, total
+    return check_stored(storage, ((name, object_path(name), size, sha) for name, (size, sha) in listed.items()),
+                        full, reused, concurrency, "reference list")
