@@ -176,11 +176,31 @@ def timed_extract(archive, dest, decompress="-z"):
     return time.monotonic() - start
 
 
+_last_tree_removed = 0.0   # monotonic time a folder was last removed (see settle)
+RECENT_DELETE_SECS = 61    # ext4 without a journal avoids reusing inodes freed in the last 60 s
+
+
 def rm(path):
+    global _last_tree_removed
     if os.path.isdir(path):
         shutil.rmtree(path)
+        _last_tree_removed = time.monotonic()
     elif os.path.exists(path):
         os.unlink(path)
+
+
+def settle():
+    """Before a section's timed extractions: nothing left to write back, and no inodes freed in
+    the last minute. On ext4 without a journal (this machine's root) creating 16k files right
+    after 16k were deleted costs seconds of kernel time in the inode allocator (bench/restore.py
+    found it), so whichever ran after a deletion looked slow. Each run then extracts into a
+    folder of its own, removed when the section is over."""
+    os.sync()
+    wait = _last_tree_removed + RECENT_DELETE_SECS - time.monotonic()
+    if wait > 0:
+        print(f"    (waiting {wait:.0f} s: inodes freed by a removed folder are still recent)", flush=True)
+        time.sleep(wait)
+        os.sync()
 
 
 def mbps(nbytes, secs):
@@ -234,16 +254,20 @@ def bench_zstd(src, store, out, nbytes, repeat, rss, tgz_secs):
 
     rm(store)
     run_child({"op": "pack", "fmt": "zstd", "src": src, "store": store, "remote": "zst"})
+    settle()
+    dests = []
     for i in range(repeat):
         for which in ((0, 1) if i % 2 == 0 else (1, 0)):
-            dest = os.path.join(out, "x-zstd")
+            dest = os.path.join(out, f"x-zstd-{i}-{which}")
+            dests.append(dest)
             if which == 0:
                 base_x.append(timed_extract(archive, dest, "--zstd"))
             else:
                 r = run_child({"op": "unpack", "fmt": "zstd", "store": store, "remote": "zst", "dest": dest})
                 ours_x.append(r["elapsed"])
                 rss.append(("zstd restore", r["rss_kb"]))
-            rm(dest)
+    for dest in dests:
+        rm(dest)
     row("tar -x --zstd", nbytes, min(base_x))
     row("berth zstd restore", nbytes, min(ours_x), f"ratio {min(base_x) / min(ours_x):.2f}")
     rm(store)
@@ -356,6 +380,7 @@ def bench_rsync(src, store, out, smalls, rss):
           f"({changed_bytes / 1e6:.1f} MB):")
     second("third backup (b)", "r3", "r2", changed_bytes)
     dest = os.path.join(out, "x-rsync")
+    settle()
     r = run_child({"op": "unpack", "fmt": "rsync", "store": store, "remote": "r3", "dest": dest})
     rss.append(("rsync restore", r["rss_kb"]))
     same = subprocess.run(["diff", "-r", "-q", src, dest], capture_output=True).returncode == 0
@@ -448,23 +473,25 @@ def main():
         # -- restore vs tar -x ---------------------------------------------------------------
         rm(store)
         run_child({"op": "pack", "fmt": "tgz", "src": src, "store": store, "remote": "tgz"})
-        base_x, ours_x = [], []
+        base_x, ours_x, dests = [], [], []
+
         def restore_baseline():
-            dest = os.path.join(out, "x-base")
-            base_x.append(timed_extract(base_archive, dest))
-            rm(dest)
+            dests.append(os.path.join(out, f"x-base-{len(dests)}"))
+            base_x.append(timed_extract(base_archive, dests[-1]))
 
         def restore_berth():
-            dest = os.path.join(out, "x-berth")
-            r = run_child({"op": "unpack", "fmt": "tgz", "store": store, "remote": "tgz", "dest": dest})
+            dests.append(os.path.join(out, f"x-berth-{len(dests)}"))
+            r = run_child({"op": "unpack", "fmt": "tgz", "store": store, "remote": "tgz", "dest": dests[-1]})
             ours_x.append(r["elapsed"])
             rss.append(("tgz restore", r["rss_kb"]))
-            rm(dest)
 
+        settle()
         for i in range(args.repeat):
             order = (restore_baseline, restore_berth) if i % 2 == 0 else (restore_berth, restore_baseline)
             for step in order:
                 step()
+        for dest in dests:
+            rm(dest)
         bx, ox = min(base_x), min(ours_x)
         print("\n== restore (source MB/s) ==")
         row("tar -xzf", nbytes, bx)
