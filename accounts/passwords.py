@@ -1,4 +1,6 @@
 """Password hashing (argon2id) and the password policy."""
+import functools
+
 import argon2
 
 from core.errors import BadRequest
@@ -42,6 +44,16 @@ def verify_password(password_hash: str | None, password: str | None) -> bool:
         return False
 
 
-# A hash to verify against when the user does not exist, so a login for an unknown name costs
-# the same time as one for a known name (no user enumeration by timing).
-DUMMY_HASH = _hasher.hash("berth-no-such-user")
+@functools.cache
+def _dummy_hash() -> str:
+    return _hasher.hash("berth-no-such-user")
+
+
+def __getattr__(name: str) -> str:
+    """DUMMY_HASH: a hash to verify against when the user does not exist, so a login for an
+    unknown name costs the same time as one for a known name (no user enumeration by timing).
+    Made on first use, not at import: one argon2 hash is ~0.1 s of CPU, and every process that
+    imports accounts paid it (each mail login's checkpassword program, each CLI call)."""
+    if name == "DUMMY_HASH":
+        return _dummy_hash()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
