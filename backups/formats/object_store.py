@@ -66,12 +66,13 @@ def root_path(remote: str) -> str:
 
 def load(storage: Storage, name: str, keyring: Keyring | None, key: bytes | None, what: str,
          plain_size: int | None = None, stored_size: int | None = None,
-         stored_sha: str | None = None) -> tuple[bytes, int, str]:
+         stored_sha: str | None = None, path: str | None = None) -> tuple[bytes, int, str]:
     """(plaintext, stored size, stored sha256) of object `name`, read whole (objects are at most
     chunking.MAX_STORED bytes) and checked: stored size and sha256 when given, plaintext size
     when given and plaintext against its name (BLAKE3, keyed with `key`), so an object swapped
-    for another is refused too."""
-    path = object_path(name)
+    for another is refused too. `path`: where it is when not in the store (a chunk in a version 3
+    backup's own folder)."""
+    path = path or object_path(name)
     limit = stored_size if stored_size is not None else chunking.MAX_STORED
     stored, size, parts = hashlib.sha256(), 0, []
     dec = Decrypter(keyring, what) if keyring else None

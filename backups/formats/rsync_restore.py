@@ -225,28 +225,10 @@ class _Restore:
     def _chunk(self, e, name, plain_size, size_expected, sha_expected):
         """The plaintext of one chunk, read whole (at most chunking.MAX bytes) and checked: stored
         size and sha256 as listed, plaintext as named."""
-        if self.in_store:
-            return object_store.load(self.storage, name, self.keyring, self.chunk_key, f"{self.what}: {e['p']}",
-                                     plain_size=plain_size, stored_size=size_expected,
-                                     stored_sha=sha_expected)[0]
-        path = f"{self.remote}/{chunking.chunk_path(name)}"
-        stored, size, parts = hashlib.sha256(), 0, []
-        dec = Decrypter(self.keyring, f"{self.what}: {e['p']}") if self.keyring else None
-        with self.storage.reader(path) as r:
-            for raw in blocks(r):
-                stored.update(raw)
-                size += len(raw)
-                if size > size_expected:
-                    break
-                parts.extend(dec.feed(raw) if dec else (raw,))
-        if size != size_expected or stored.hexdigest() != sha_expected:
-            raise StorageError(f"{path}: checksum mismatch (the stored object was modified or corrupted)")
-        if dec:
-            parts.append(dec.finish())
-        data = b"".join(parts)
-        if len(data) != plain_size or chunking.name_of(data, self.chunk_key) != name:
-            raise StorageError(f"{path}: the chunk does not hold what its name says (it was swapped?)")
-        return data
+        path = None if self.in_store else f"{self.remote}/{chunking.chunk_path(name)}"
+        return object_store.load(self.storage, name, self.keyring, self.chunk_key, f"{self.what}: {e['p']}",
+                                 plain_size=plain_size, stored_size=size_expected, stored_sha=sha_expected,
+                                 path=path)[0]
 
     def _meta(self, fd, e, kind):
         """Owner (as root), mode, mtime through a descriptor of the entry itself. chown first:

@@ -3,7 +3,10 @@ workers (web/worker.py), not all taken by the worker that woke first while the o
 
 Which worker holds a connection is read from /proc (psutil: each worker's TCP sockets), so the
 server needs no response header naming its process. Under a busy 2-core machine the split varies;
-the test asks only that each worker got at least one of the 32 connections."""
+the test asks only that each worker got at least one of the 32 connections. A Python client
+opens them slowly enough that uvicorn's own worker often passes this too: what pins the sharing
+of a burst down is tests/unit/web/test_worker.py (two servers on one socket, against unlimited
+batches taking all 16); this one checks the worker class serves end to end under gunicorn."""
 import re
 import select
 import socket
