@@ -8,6 +8,7 @@ limit and whether it should run (`enabled`), which check_and_heal() reads to bri
 service that died or was killed. Starting or creating a service is serialised per service by a
 lock file beside its data, so two task processes never create the same container twice.
 """
+import contextlib
 import fcntl
 import logging
 import os
@@ -73,16 +74,26 @@ def data_dir(name: str) -> str:
 
 
 class _locked:
-    """An exclusive lock file per service under <data>/services, across processes."""
+    """An exclusive lock file per service under <data>/services, across processes. remove_redis
+    deletes the file while holding it, so a waiter checks after locking that the file it holds is
+    still the one at the path (else it would share the lock with whoever makes the next one)."""
 
     def __init__(self, name):
-        data_dir(name)
-        self.path = os.path.join(data_paths.addon_services(), f".{name}.lock")
+        root = data_paths.addon_services()
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        self.path = os.path.join(root, f".{name}.lock")
 
     def __enter__(self):
-        self.file = open(self.path, "a")
-        fcntl.flock(self.file, fcntl.LOCK_EX)
-        return self
+        while True:
+            file = open(self.path, "a")
+            fcntl.flock(file, fcntl.LOCK_EX)
+            try:
+                if os.stat(self.path).st_ino == os.fstat(file.fileno()).st_ino:
+                    self.file = file
+                    return self
+            except FileNotFoundError:
+                pass
+            file.close()
 
     def __exit__(self, *exc):
         self.file.close()
@@ -216,10 +227,8 @@ def remove_redis(app_id: str) -> None:
             raise AddonError(name, exc.message) from None
         shutil.rmtree(data_paths.addon_service_data(name), ignore_errors=True)
         credentials.forget_service(name)
-    try:
-        os.unlink(os.path.join(data_paths.addon_services(), f".{name}.lock"))
-    except FileNotFoundError:
-        pass
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(data_paths.addon_services(), f".{name}.lock"))
 
 
 # --- what /services shows and does -------------------------------------------------------------
@@ -315,27 +324,41 @@ def set_memory_limit(name: str, memory_limit: int) -> None:
                 raise AddonError(row.name, exc.message) from None
 
 
+def _needs_healing(info: dict | None) -> bool:
+    """Missing, stopped for good, or running but unhealthy (three failed health checks: hung)."""
+    if info is None:
+        return True
+    if info["running"]:
+        return info["health"] == "unhealthy"
+    return info["status"] != "restarting"
+
+
 def check_and_heal() -> list[str]:
     """Bring back every service that should run and does not (killed, crashed for good, or its
     container removed), and restart one that runs but has failed its health check three times
     in a row (hung): the health monitor's job. Returns the names it started or restarted."""
     healed = []
-    for row in credentials.services():
-        if not row.enabled:
-            continue
-        info = containers.service_inspect(row.name)
-        hung = info is not None and info["running"] and info["health"] == "unhealthy"
-        if info is not None and not hung and (info["running"] or info["status"] == "restarting"):
+    for listed in credentials.services():
+        name = listed.name
+        if not listed.enabled or not _needs_healing(containers.service_inspect(name)):
             continue
         try:
-            with _locked(row.name):
+            with _locked(name):
+                # Again under the lock: an uninstall may have removed the service meanwhile (the
+                # container first, then its row: bringing it up would leave a Redis nobody owns),
+                # or a restart brought it back.
+                row = credentials.service(name)
+                info = containers.service_inspect(name) if row is not None else None
+                if row is None or not row.enabled or not _needs_healing(info):
+                    continue
+                hung = info is not None and info["running"]
                 if hung:
-                    containers.restart_service(row.name)
+                    containers.restart_service(name)
                 else:
-                    _bring_up(row, images.ensure_image(kind(row.name)), _noop)
-            healed.append(row.name)
-            log_.warning("addon service %s was %s; started it again", row.name,
+                    _bring_up(row, images.ensure_image(kind(name)), _noop)
+            healed.append(name)
+            log_.warning("addon service %s was %s; started it again", name,
                          "missing" if info is None else "not answering" if hung else info["status"])
         except (AddonError, containers.ContainerError) as exc:
-            log_.error("addon service %s could not be started again: %s", row.name, exc)
+            log_.error("addon service %s could not be started again: %s", name, exc)
     return healed

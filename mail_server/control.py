@@ -27,8 +27,12 @@ if TYPE_CHECKING:
 CONF_PREFIX = "conf-"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Variables the auth program needs from the environment Berth started Dovecot with (names only go
-# into dovecot.conf; the values stay in the process environment).
-AUTH_ENV = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "HOME", "LANG", "LC_ALL")
+# into dovecot.conf; the values stay in the process environment). A fixed list: the program reads
+# Berth's settings from its auth file, and names taken from the rendering process's environment
+# made dovecot.conf differ between the API server and a task (which has BERTH_DATABASE_URL set),
+# so Dovecot was reloaded whenever the other one applied, dropping Postfix's SASL connection (the
+# next AUTH answered 454) and logins in flight.
+AUTH_ENV = ("HOME", "LANG", "LC_ALL", "PATH", "PYTHONPATH", "VIRTUAL_ENV")
 
 
 @contextlib.contextmanager
@@ -84,7 +88,6 @@ def render(server: "MailServer", snapshot: dict, conf_dir: str) -> dict[str, tup
     tables = maps.tables(snapshot)
     tls = _tls(layout, snapshot)
     ipv6 = _ipv6() if not server.listen else ":" in server.listen
-    env = child_env()
     out = {f"postfix/{name}": (text, 0o600) for name, text in tables.files.items()}
     main_cf = postfix_config.main_cf(layout, conf_dir, snapshot, tables, tls, server.listen, ipv6)
     out["postfix/main.cf"] = (main_cf, 0o644)
@@ -93,9 +96,8 @@ def render(server: "MailServer", snapshot: dict, conf_dir: str) -> dict[str, tup
     if not auth:
         raise MailServerError("mail server: the snapshot names no authProgram")
     out["dovecot/auth-program"] = (dovecot_config.auth_wrapper(auth), 0o700)
-    names = [n for n in env if n.startswith("BERTH_") or n in AUTH_ENV]
     out["dovecot/dovecot.conf"] = (dovecot_config.render(layout, conf_dir, snapshot, server.ports, tls,
-                                                         server.listen, ipv6, sorted(names)), 0o600)
+                                                         server.listen, ipv6, list(AUTH_ENV)), 0o600)
     enabled = [maps.domain(d["domain"]) for d in snapshot.get("domains", []) if d.get("enabled")]
     keys = {d: dkim.signing_key(layout, d) for d in enabled}
     for path, text in rspamd_config.render(layout, conf_dir, snapshot, keys, "cloudron", server.resolver).items():

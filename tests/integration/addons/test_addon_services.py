@@ -1,5 +1,7 @@
 """addons.services against the real engine: what /services reports, the health monitor bringing a
 killed service back, memory limits, and an app container reaching a service by name."""
+import os
+import shutil
 import time
 import uuid
 
@@ -82,3 +84,46 @@ def test_app_container_on_the_app_network_reaches_the_service_by_name(berth_env,
         assert code == 0 and out.split()[1:] == [b"postgresql"], out
     finally:
         containers.remove(app_id)
+
+
+def test_healing_that_races_an_uninstall_does_not_bring_the_removed_redis_back(berth_env):
+    """The health monitor saw an app's Redis missing just as the app's uninstall removed it
+    (container, then data and row, under the service's lock): when it gets the lock, it must find
+    the row gone and leave it, not start a Redis nobody owns again."""
+    import threading
+
+    from addons import redis
+    app_id = str(uuid.uuid4())
+    redis.provision(app_id)
+    name = services.redis_name(app_id)
+    try:
+        held = services._locked(name)
+        held.__enter__()
+        healer = None
+        try:
+            containers.remove_service(name)          # what remove_redis does first, under the lock
+            result = []
+            healer = threading.Thread(target=lambda: result.append(services.check_and_heal()))
+            healer.start()
+            deadline = time.monotonic() + 20    # the healer saw the container missing and waits for the lock
+            while healer.is_alive() and time.monotonic() < deadline and not _waiting_on(held.path):
+                time.sleep(0.05)
+            shutil.rmtree(services.data_paths.addon_service_data(name))
+            services.credentials.forget_service(name)
+            os.unlink(held.path)
+        finally:
+            held.__exit__(None, None, None)
+        if healer is not None:
+            healer.join(60)
+        assert result and name not in result[0], result
+        assert containers.service_inspect(name) is None
+        assert not os.path.exists(services.data_paths.addon_service_data(name))
+    finally:
+        services.remove_redis(app_id)
+
+
+def _waiting_on(path):
+    """Does some thread of this process wait for a flock on `path` (/proc/locks marks waiters ->)?"""
+    ino = os.stat(path).st_ino
+    with open("/proc/locks") as f:
+        return any("->" in line and line.split()[-3].endswith(f":{ino}") for line in f)

@@ -318,6 +318,24 @@ def test_a_configuration_the_checker_refuses_leaves_the_working_one_serving(work
     assert working.status() == {"running": True, "processes": working.status()["processes"], "error": None}
 
 
+def test_the_same_snapshot_from_another_process_reloads_nothing(working, monkeypatch):
+    """The API server and a task apply the same state with different BERTH_* environments (a task
+    has BERTH_DATABASE_URL set): the rendering must not differ, or Dovecot reloads and drops
+    Postfix's SASL connection, whose next AUTH then answers 454."""
+    logs = working.layout.log_files()
+    sizes = {name: os.path.getsize(path) for name, path in logs.items()}
+    current = os.path.realpath(working.layout.current)
+    monkeypatch.setenv("BERTH_DATABASE_URL", "sqlite:////elsewhere/berth.db")
+    monkeypatch.setenv("BERTH_SOMETHING_ELSE", "1")
+    working.apply(working.base)
+    assert os.path.realpath(working.layout.current) == current
+    for name, path in logs.items():
+        with open(path, errors="replace") as f:
+            f.seek(sizes[name])
+            added = f.read()
+        assert "reload" not in added.lower() and "SIGHUP" not in added, (name, added)
+
+
 def test_processes_are_found_again_by_a_new_handle_and_restart(working):
     import mail_server
     again = mail_server.MailServer(working.data_dir, **{f"{k}_port": v for k, v in working.ports.items()},
