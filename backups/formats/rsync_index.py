@@ -87,7 +87,12 @@ class IndexWriter:
         self.add({"version": VERSION})
 
     def add(self, entry: dict) -> None:
-        line = jsonl.dumps(entry) + b"\n"
+        self.add_line(jsonl.dumps(entry))
+
+    def add_line(self, line: bytes) -> None:
+        """Write an entry already encoded (jsonl.dumps, or an unchanged file's line of the
+        previous index, which decoded to an entry equal to this one)."""
+        line += b"\n"
         self.buf.append(line)
         self.buffered += len(line)
         if self.buffered >= BLOCK:
@@ -124,6 +129,12 @@ class IndexWriter:
 def index_entries(f: Readable, keyring: Keyring | None, what: str, info: dict | None = None) -> Iterator[dict]:
     """Entries of an index read from the binary stream f (decrypted when keyed); `info` gets the
     index's "version" once its first line is read."""
+    return (entry for entry, _ in index_lines(f, keyring, what, info))
+
+
+def index_lines(f: Readable, keyring: Keyring | None, what: str,
+                info: dict | None = None) -> Iterator[tuple[dict, bytes]]:
+    """(entry, its line as stored) of each entry, as index_entries."""
     dec = Decrypter(keyring, what) if keyring else None
     gunzip = Gunzip()
 
@@ -147,7 +158,7 @@ def index_entries(f: Readable, keyring: Keyring | None, what: str, info: dict | 
                 entry = jsonl.loads(line)
                 if not isinstance(entry, dict) or not isinstance(entry.get("p"), str):
                     raise ValueError("an entry is not an object with a path")
-                yield entry
+                yield entry, line
     except (ValueError, zlib.error) as e:
         raise StorageError(f"{what}: unreadable index ({e})") from e
 
@@ -157,6 +168,7 @@ class PreviousFiles:
 
     def __init__(self, storage: Storage, previous: str | None, keyring: Keyring | None, log: Log) -> None:
         self.entries, self.cur, self.remote = None, None, None
+        self.line = None      # the stored line of the entry find() returned last
         self.log = log
         self.tmp = None
         self.salt = None      # the previous backup's key salt, once its index opened with the key
@@ -188,7 +200,7 @@ class PreviousFiles:
         if digest.hexdigest() != sha:
             self.log(f"rsync: previous backup {previous} has a damaged index; uploading everything")
             return
-        self.entries = index_entries(self.tmp, keyring, f"backup {previous}", self.info)
+        self.entries = index_lines(self.tmp, keyring, f"backup {previous}", self.info)
         self.remote = previous
         self._advance()
         if keyring is not None and not self.failed:
@@ -201,9 +213,10 @@ class PreviousFiles:
     def _advance(self):
         try:
             while True:
-                e = next(self.entries, None)
-                if e is None or e["t"] == "f":
-                    self.cur = (e, None) if e else None   # its order key: made when it is needed
+                e, line = next(self.entries, (None, None))
+                if e is None or e.get("t") == "f":
+                    # its order key is made when it is needed
+                    self.cur = (e, None, line) if e else None
                     return
         except StorageError as e:
             self.log(f"rsync: the previous index is unreadable ({e}); uploading the rest")
@@ -216,23 +229,25 @@ class PreviousFiles:
         return self.info.get("version", 0) >= STORE_FROM
 
     def find(self, path: str) -> dict | None:
+        """The previous file entry of `path`, or None; its line as stored is then in self.line."""
         cur = self.cur
         if cur is not None and cur[0]["p"] == path:   # the usual case: the same file next in both
-            e = cur[0]
+            self.line = cur[2]
             self._advance()
-            return e
+            return cur[0]
         key = order_key(path)
         while self.cur is not None and self._key() < key:
             self._advance()
-        if self.cur is not None and self.cur[0]["p"] == path:
-            e = self.cur[0]
+        cur = self.cur
+        if cur is not None and cur[0]["p"] == path:
+            self.line = cur[2]
             self._advance()
-            return e
+            return cur[0]
         return None
 
     def _key(self):
         if self.cur[1] is None:
-            self.cur = (self.cur[0], order_key(self.cur[0]["p"]))
+            self.cur = (self.cur[0], order_key(self.cur[0]["p"]), self.cur[2])
         return self.cur[1]
 
     def close(self) -> None:

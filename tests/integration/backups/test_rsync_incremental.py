@@ -359,3 +359,39 @@ def test_rsync_verify_reads_back_what_the_backup_wrote_and_checks_what_it_reuses
         f.write("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(bs.StorageError, match="reference list does not hold"):
         bf.verify("rsync", storage, "two")
+
+
+def test_rsync_index_keeps_scan_order_whoever_reads_the_changed_files(monkeypatch, tmp_path):
+    """A changed small file among unchanged ones is read on the scan thread, the changed large
+    file and a folder where most files changed go to the pool, and entries wait behind them
+    (here at most 3, so the scan also waits): the index stays in scan order and restores the tree."""
+    from backups.formats import rsync
+    storage = bs.FilesystemStorage(str(tmp_path / "store"))
+    src = _tree(str(tmp_path / "src"))
+    busy = os.path.join(src, "busy")
+    os.makedirs(busy)
+    for i in range(20):
+        with open(os.path.join(busy, f"b{i:02d}.dat"), "wb") as f:
+            f.write(os.urandom(3000))
+    bf.pack("rsync", src, storage, "one", key=None, log=QUIET)
+
+    with open(os.path.join(src, "app", "logs", "app.log"), "ab") as f:
+        f.write(os.urandom(100_000))
+    for name in ("f10.dat", "f30.dat"):
+        with open(os.path.join(src, "app", name), "wb") as f:
+            f.write(os.urandom(4000))
+    for i in range(20):
+        with open(os.path.join(busy, f"b{i:02d}.dat"), "wb") as f:
+            f.write(os.urandom(3000))
+    inline = []
+    took = rsync._Inline.took
+    monkeypatch.setattr(rsync._Inline, "took", lambda self, s: (inline.append(s), took(self, s)))
+    monkeypatch.setattr(rsync, "BACKLOG", 3)
+    second = bf.pack("rsync", src, storage, "two", key=None, previous="one", log=QUIET, concurrency=2)
+    assert 1 <= len(inline) < 22 and second["uploadedFiles"] == 23, (len(inline), second)
+
+    suffix = bf.read_checksums(storage, "two")["index"][0]
+    with streams.local_copy(storage, "two" + suffix) as f:
+        paths = [e["p"] for e in rsync_index.index_entries(f, None, "two")]
+    assert paths == sorted(paths, key=rsync_index.order_key) and len(paths) == len(set(paths))
+    _restore_same(storage, "two", snapshot(src, skip=(), with_root=True), tmp_path)
