@@ -7,6 +7,9 @@ nothing is written for it: its index line carries the previous backup's referenc
 version 3 previous backup: its chunks are hard-linked or server-side copied into the store once).
 A file that changed is read; a small one whose content the previous backup has is reused, a large
 one stores only the chunks the store does not have (an append to a log: the last one or two).
+Changed files are read in a thread pool, except a small one among many unchanged (see _Inline),
+which the scan reads itself; the index is written in scan order, entries waiting behind files
+being read.
 With a key, objects and index are encrypted and objects are named by keyed hashes of their
 content, so file names and content are hidden; the key's salt is carried over from the previous
 backup, so the same content keeps the same object name.
@@ -36,15 +39,16 @@ from backups.formats.encryption import Keyring
 from backups.formats.rsync_index import INDEX, IndexWriter, PreviousFiles, old_object
 from backups.formats.streams import BLOCK, Counted, Log, Progress, mb
 
-# O_PATH: a descriptor that names the inode without opening it (a device's driver is never
-# called); the file is then opened through /proc/self/fd, which is that very inode, not a name
-# that could be swapped in between.
 # Entries ready to be written wait behind a file being read, to keep the index in scan order.
 # They hold no descriptor, only their encoded line (a few hundred bytes: 65,536 of them, ~20 MB),
 # so the scan goes on past a large file being read instead of waiting for it: measured with the
 # realistic change of bench/backups.py (1 MB appended to a 257 MB log early in the tree), a limit
 # of 1,024 left the scan waiting for the log for half of the backup's time.
 BACKLOG = 65_536
+
+# O_PATH: a descriptor that names the inode without opening it (a device's driver is never
+# called); the file is then opened through /proc/self/fd, which is that very inode, not a name
+# that could be swapped in between.
 _PROBE_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _FALLBACK_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
