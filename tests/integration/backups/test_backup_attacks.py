@@ -14,7 +14,7 @@ import pytest
 
 import backup_storage as bs
 from backups import formats as bf
-from backups.formats.rsync import Scan, read_capped
+from backups.formats.rsync_scan import Scan, read_capped
 
 ROOT = os.geteuid() == 0
 QUIET = lambda message: None  # noqa: E731
