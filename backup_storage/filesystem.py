@@ -27,6 +27,13 @@ from core import data_paths
 _MISSING = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 
 
+# The most one write() hands the kernel. Measured with bench/backups.py's zstd backup (ext4 on a
+# 2-vCPU VM): libzstd's output came in pieces of up to 11 MB, and written as they came, the backup
+# spent 1.3-1.6 s of kernel time where 1 MiB writes of the same bytes took 0.5 s (3.4-4.3 s
+# against 2.6 s in all).
+WRITE_PIECE = 1 << 20
+
+
 class _Guarded:
     """File-like whose OSErrors become StorageError with the OS's message."""
 
@@ -35,7 +42,12 @@ class _Guarded:
 
     def write(self, data):
         try:
-            return self._f.write(data)
+            if len(data) <= WRITE_PIECE:
+                return self._f.write(data)
+            view = memoryview(data)
+            for start in range(0, len(view), WRITE_PIECE):
+                self._f.write(view[start:start + WRITE_PIECE])
+            return len(view)
         except OSError as e:
             raise StorageError(f"{self._what}: {e.strerror or e}") from e
 
@@ -314,7 +326,7 @@ class FilesystemStorage(Storage):
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view[:WRITE_PIECE]):]
             finally:
                 os.close(fd)
             # A complete object appears at once, never over one: renameat2(RENAME_NOREPLACE), or

@@ -102,6 +102,38 @@ def test_filesystem_copy_is_a_hard_link_unless_no_hardlinks(tmp_path):
         assert stat.S_IMODE(os.stat(st.local_path("x")).st_mode) == 0o600    # backups hold secrets
 
 
+def test_filesystem_writes_large_pieces_whole_in_one_mib_writes(tmp_path, monkeypatch):
+    """A write of several MiB (a burst of zstd output, a 4 MiB chunk) reaches the file whole, handed
+    to the kernel in pieces of at most WRITE_PIECE (large single writes cost seconds of kernel time)."""
+    from backup_storage import filesystem
+    st = bs.open_storage(bs.validate_config(fs_config(tmp_path)))
+    big = os.urandom(3 * filesystem.WRITE_PIECE + 12345)
+    sizes = []
+    write = os.write
+    monkeypatch.setattr(filesystem.os, "write", lambda fd, data: (sizes.append(len(data)), write(fd, data))[1])
+
+    class Recorded:     # the writer's file, its writes counted
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            sizes.append(len(data))
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+    monkeypatch.setattr(filesystem, "open", lambda *a, **k: Recorded(open(*a, **k)), raising=False)
+    with st.writer("stream") as out:
+        assert out.write(big) == len(big)
+        assert out.write(b"tail") == 4
+    assert st.create("objects/big", big)
+    with open(st.local_path("stream"), "rb") as f:
+        assert f.read() == big + b"tail"
+    with open(st.local_path("objects/big"), "rb") as f:
+        assert f.read() == big
+    assert len(sizes) >= 8 and max(sizes) <= filesystem.WRITE_PIECE
+
+
 def test_filesystem_errors_carry_the_os_message(tmp_path):
     st = bs.FilesystemStorage(str(tmp_path))
     with pytest.raises(bs.StorageError, match="No such file or directory") as e:
