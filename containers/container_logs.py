@@ -171,10 +171,7 @@ class ChunkedDecoder:
         pos = 0
         while not self.done:
             if self._left:
-                take = min(self._left, len(buffer) - pos)
-                out += buffer[pos:pos + take]
-                pos += take
-                self._left -= take
+                pos, self._left = _copy_payload(buffer, pos, self._left, out)
                 if self._left:
                     break
                 self._crlf = True
@@ -191,6 +188,14 @@ class ChunkedDecoder:
             self.done = self._left == 0     # the engine sends no trailers after it
         del buffer[:pos]
         return bytes(out)
+
+
+def _copy_payload(buffer: bytearray, pos: int, left: int, out: bytearray) -> tuple[int, int]:
+    """Copy what `buffer` holds from `pos` of a payload with `left` bytes still to come (a chunk
+    of chunked encoding, a multiplexed frame) into `out`: (new position, bytes still to come)."""
+    take = min(left, len(buffer) - pos)
+    out += buffer[pos:pos + take]
+    return pos + take, left - take
 
 
 class EngineLogParser:
@@ -224,10 +229,7 @@ class EngineLogParser:
         pos = 0
         while True:
             if self._left:
-                take = min(self._left, len(buffer) - pos)
-                out += buffer[pos:pos + take]
-                pos += take
-                self._left -= take
+                pos, self._left = _copy_payload(buffer, pos, self._left, out)
                 if self._left:
                     break
             if len(buffer) - pos < _HEADER.size:

@@ -11,21 +11,10 @@ import containers
 from containers import container_logs
 from containers.engine import LABEL_INSTANCE, LABEL_MANAGED, instance_id
 from support import images
-from support.harness import require
 
 RUN = uuid.uuid4().hex[:8]
 SCRIPT = ("echo out-one; echo err-one >&2; sleep 0.2; printf 'caf\\303\\251 two\\n'; sleep 0.2; "
           "echo err-two >&2; sleep 0.2; printf 'no newline'")
-
-
-@pytest.fixture(scope="module")
-def engine():
-    require("a Docker engine (Debian docker.io with dockerd running)", containers.ping())
-    require("Debian's static busybox (/bin/busybox from busybox-static)", images.busybox_is_static())
-    client = containers.client()
-    yield client
-    for c in client.containers.list(all=True, filters={"label": f"berth.test-run={RUN}"}):
-        c.remove(force=True)
 
 
 def run_script(engine, tty):

@@ -33,16 +33,6 @@ _ids = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def engine():
-    require("a Docker engine (Debian docker.io with dockerd running)", containers.ping())
-    require("Debian's static busybox (/bin/busybox from busybox-static)", images.busybox_is_static())
-    client = containers.client()
-    yield client
-    for c in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={RUN}"}):
-        c.remove(force=True)
-
-
-@pytest.fixture(scope="module")
 def image(engine):
     return images.httpd_image(engine, write_data=True)
 

@@ -65,6 +65,26 @@ async def until(predicate, timeout=5.0):
         await asyncio.sleep(0.001)
 
 
+async def two_workers(sock, batch):
+    """Two servers on one listening socket (as two gunicorn workers share theirs) take the 16
+    waiting connections: how many each got."""
+    loop = asyncio.get_running_loop()
+    made_a, made_b = [], []
+    copy = shared_copy(sock)
+    servers = [SharedSocketServer(loop, sock, lambda: Recorder(made_a), batch=batch),
+               SharedSocketServer(loop, copy, lambda: Recorder(made_b), batch=batch)]
+    for s in servers:
+        await s.start_serving()
+    await until(lambda: len(made_a) + len(made_b) == 16)
+    for s in servers:
+        s.close()
+    copy.close()
+    for p in made_a + made_b:
+        p.transport.close()
+    await asyncio.sleep(0.01)
+    return len(made_a), len(made_b)
+
+
 def run(new_loop, coro):
     loop = new_loop()
     try:
@@ -78,24 +98,7 @@ def test_a_burst_of_connections_is_shared_by_two_workers_on_one_socket(listener,
     sock, connect = listener
     connect(16)  # all waiting at once, like wrk opening its connections
 
-    async def serve(batch):
-        loop = asyncio.get_running_loop()
-        made_a, made_b = [], []
-        copy = shared_copy(sock)
-        servers = [SharedSocketServer(loop, sock, lambda: Recorder(made_a), batch=batch),
-                   SharedSocketServer(loop, copy, lambda: Recorder(made_b), batch=batch)]
-        for s in servers:
-            await s.start_serving()
-        await until(lambda: len(made_a) + len(made_b) == 16)
-        for s in servers:
-            s.close()
-        copy.close()
-        for p in made_a + made_b:
-            p.transport.close()
-        await asyncio.sleep(0.01)
-        return len(made_a), len(made_b)
-
-    a, b = run(new_loop, serve(ACCEPT_BATCH))
+    a, b = run(new_loop, two_workers(sock, batch=ACCEPT_BATCH))
     assert a >= 4 and b >= 4, (a, b)
 
 
@@ -105,24 +108,7 @@ def test_a_worker_that_takes_everything_per_wakeup_leaves_the_other_idle(listene
     sock, connect = listener
     connect(16)
 
-    async def serve():
-        loop = asyncio.get_running_loop()
-        made_a, made_b = [], []
-        copy = shared_copy(sock)
-        servers = [SharedSocketServer(loop, sock, lambda: Recorder(made_a), batch=1000),
-                   SharedSocketServer(loop, copy, lambda: Recorder(made_b), batch=1000)]
-        for s in servers:
-            await s.start_serving()
-        await until(lambda: len(made_a) + len(made_b) == 16)
-        for s in servers:
-            s.close()
-        copy.close()
-        for p in made_a + made_b:
-            p.transport.close()
-        await asyncio.sleep(0.01)
-        return sorted((len(made_a), len(made_b)))
-
-    assert run(new_loop, serve()) == [0, 16]
+    assert sorted(run(new_loop, two_workers(sock, batch=1000))) == [0, 16]
 
 
 @pytest.mark.parametrize("new_loop", LOOPS)
